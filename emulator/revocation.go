@@ -1,0 +1,147 @@
+package emulator
+
+import (
+	"sync"
+	"time"
+)
+
+// revocations is a tenant's record of what was revoked. Access tokens are
+// not stored; a presented token is inactive when its jti, its grant or an
+// ancestor grant, its client or a client in its act chain was revoked at
+// or after its iat, or its kid was withdrawn. Entries are kept only as
+// long as a token they could affect may live.
+type revocations struct {
+	mu      sync.RWMutex
+	jtis    map[string]int64    // jti -> exp (unix), kept until exp
+	grants  map[string]revEntry // grant id -> when
+	clients map[string]revEntry // client id -> when
+	kids    map[string]bool     // withdrawn kids
+
+	// keep is how long a grant or client record must outlive its
+	// revocation: the longest lifetime a token could have.
+	keep func() time.Duration
+}
+
+type revEntry struct {
+	at     int64 // unix seconds
+	until  int64 // drop the record after this (unix seconds)
+	reason string
+}
+
+func newRevocations(keep func() time.Duration) *revocations {
+	r := &revocations{keep: keep}
+	r.reset()
+	return r
+}
+
+func (r *revocations) reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.jtis = map[string]int64{}
+	r.grants = map[string]revEntry{}
+	r.clients = map[string]revEntry{}
+	r.kids = map[string]bool{}
+}
+
+func (r *revocations) revokeJTI(jti string, exp int64, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.pruneLocked(now.Unix())
+	r.jtis[jti] = exp
+}
+
+func (r *revocations) revokeGrant(id string, now time.Time, reason string) {
+	if id == "" {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.pruneLocked(now.Unix())
+	if _, ok := r.grants[id]; ok {
+		return // keep the first revocation time
+	}
+	r.grants[id] = revEntry{at: now.Unix(), until: now.Add(r.keep()).Unix(), reason: reason}
+}
+
+// revokeClient records that every token a client held or acted in up to
+// now is inactive (the client was disabled, deleted or had its tokens
+// revoked by an operator).
+func (r *revocations) revokeClient(id string, now time.Time, reason string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.pruneLocked(now.Unix())
+	r.clients[id] = revEntry{at: now.Unix(), until: now.Add(r.keep()).Unix(), reason: reason}
+}
+
+func (r *revocations) withdrawKID(kid string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.kids[kid] = true
+}
+
+func (r *revocations) kidWithdrawn(kid string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.kids[kid]
+}
+
+func (r *revocations) pruneLocked(now int64) {
+	for k, exp := range r.jtis {
+		if exp < now {
+			delete(r.jtis, k)
+		}
+	}
+	for k, e := range r.grants {
+		if e.until < now {
+			delete(r.grants, k)
+		}
+	}
+	for k, e := range r.clients {
+		if e.until < now {
+			delete(r.clients, k)
+		}
+	}
+}
+
+// tokenInactive returns why a verified token is inactive, or "".
+func (r *revocations) tokenInactive(c *AccessClaims, kid string) string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.kids[kid] {
+		return "signing key " + kid + " was withdrawn"
+	}
+	if _, ok := r.jtis[c.ID]; ok && c.ID != "" {
+		return "token revoked"
+	}
+	if e, ok := r.grants[c.GrantID]; ok && e.at >= c.IssuedAt {
+		return "grant " + c.GrantID + " revoked: " + e.reason
+	}
+	for _, g := range c.GrantChain {
+		if e, ok := r.grants[g]; ok && e.at >= c.IssuedAt {
+			return "ancestor grant " + g + " revoked: " + e.reason
+		}
+	}
+	if e, ok := r.clients[c.ClientID]; ok && e.at >= c.IssuedAt {
+		return "client " + c.ClientID + " revoked: " + e.reason
+	}
+	for _, id := range c.Act.clientIDs() {
+		if e, ok := r.clients[id]; ok && e.at >= c.IssuedAt {
+			return "actor " + id + " revoked: " + e.reason
+		}
+	}
+	return ""
+}
+
+// grantInactive reports whether a stored grant (a refresh token's) was
+// revoked, or its client was revoked after the grant began.
+func (r *revocations) grantInactive(grantID string, began time.Time, clientID string) string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if e, ok := r.grants[grantID]; ok {
+		return "grant revoked: " + e.reason
+	}
+	if e, ok := r.clients[clientID]; ok && e.at >= began.Unix() {
+		return "client revoked: " + e.reason
+	}
+	return ""
+}
