@@ -90,32 +90,32 @@ func (t *tenant) Metadata() map[string]any {
 	t.mu.RUnlock()
 	scopes := slices.Concat([]string{"openid", "profile", "email", "offline_access"}, cfg.Scopes)
 	md := map[string]any{
-		"issuer":                                iss,
-		"authorization_endpoint":                iss + "/authorize",
-		"token_endpoint":                        iss + "/token",
-		"jwks_uri":                              iss + "/jwks",
-		"introspection_endpoint":                iss + "/introspect",
-		"revocation_endpoint":                   iss + "/revoke",
-		"userinfo_endpoint":                     iss + "/userinfo",
-		"scopes_supported":                      scopes,
-		"response_types_supported":              []string{"code"},
-		"response_modes_supported":              []string{"query"},
-		"grant_types_supported":                 []string{GrantAuthorizationCode, GrantClientCredentials, GrantRefreshToken, GrantTokenExchange},
-		"code_challenge_methods_supported":      []string{"S256"},
-		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "none"},
-		"token_endpoint_auth_signing_alg_values_supported":  []string{"RS256", "PS256", "ES256", "ES384"},
-		"introspection_endpoint_auth_methods_supported":     []string{"client_secret_basic", "client_secret_post", "private_key_jwt"},
-		"revocation_endpoint_auth_methods_supported":        []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "none"},
-		"subject_types_supported":                           []string{"public"},
-		"id_token_signing_alg_values_supported":             []string{cfg.Alg},
-		"claims_supported":                                  []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "name", "email", "client_id", "scope", "act", "cnf", "ctx"},
-		"authorization_response_iss_parameter_supported":    true,
-		"resource_indicators_supported":                     true,
-		"client_id_metadata_document_supported":             cfg.Registration.ClientIDMetadataDocuments,
-		"access_token_signing_alg_values_supported":         []string{cfg.Alg},
-		"token_exchange_requested_token_types_supported":    []string{tokenTypeAccessToken},
-		"agentsso_context_claim":                            "ctx",
-		"agentsso_claim_conventions":                        "https://github.com/agentsso/agentsso/blob/main/docs/CLAIMS.md",
+		"issuer":                                           iss,
+		"authorization_endpoint":                           iss + "/authorize",
+		"token_endpoint":                                   iss + "/token",
+		"jwks_uri":                                         iss + "/jwks",
+		"introspection_endpoint":                           iss + "/introspect",
+		"revocation_endpoint":                              iss + "/revoke",
+		"userinfo_endpoint":                                iss + "/userinfo",
+		"scopes_supported":                                 scopes,
+		"response_types_supported":                         []string{"code"},
+		"response_modes_supported":                         []string{"query"},
+		"grant_types_supported":                            []string{GrantAuthorizationCode, GrantClientCredentials, GrantRefreshToken, GrantTokenExchange},
+		"code_challenge_methods_supported":                 []string{"S256"},
+		"token_endpoint_auth_methods_supported":            []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "none"},
+		"token_endpoint_auth_signing_alg_values_supported": []string{"RS256", "PS256", "ES256", "ES384"},
+		"introspection_endpoint_auth_methods_supported":    []string{"client_secret_basic", "client_secret_post", "private_key_jwt"},
+		"revocation_endpoint_auth_methods_supported":       []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "none"},
+		"subject_types_supported":                          []string{"public"},
+		"id_token_signing_alg_values_supported":            []string{cfg.Alg},
+		"claims_supported":                                 []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "name", "email", "client_id", "scope", "act", "cnf", "ctx"},
+		"authorization_response_iss_parameter_supported":   true,
+		"resource_indicators_supported":                    true,
+		"client_id_metadata_document_supported":            cfg.Registration.ClientIDMetadataDocuments,
+		"access_token_signing_alg_values_supported":        []string{cfg.Alg},
+		"token_exchange_requested_token_types_supported":   []string{tokenTypeAccessToken},
+		"agentsso_context_claim":                           "ctx",
+		"agentsso_claim_conventions":                       "https://github.com/agentsso/agentsso/blob/main/docs/CLAIMS.md",
 		"request_parameter_supported":                      false,
 		"request_uri_parameter_supported":                  false,
 		"claims_parameter_supported":                       false,
@@ -181,8 +181,8 @@ func (t *tenant) token(w http.ResponseWriter, r *http.Request) {
 	}
 	if ev.GrantType == GrantTokenExchange {
 		resp.SetExtra("issued_token_type", tokenTypeAccessToken)
-		resp.SetTokenType("Bearer")
 	}
+	resp.SetTokenType("Bearer")
 	if c := sess.Issued; c != nil {
 		ev.Sub, ev.Jti, ev.GrantID, ev.Aud = c.Subject, c.ID, c.GrantID, c.Audience
 		ev.Act = c.Act.Chain()

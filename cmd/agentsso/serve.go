@@ -1,0 +1,192 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/agentsso/agentsso/emulator"
+	"github.com/agentsso/agentsso/emulator/audit"
+)
+
+type serveFlags struct {
+	config, addr, adminAddr, stateDir, baseURL string
+	tls                                        bool
+}
+
+func (f *serveFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.config, "config", "", "configuration file (YAML); default: $AGENTSSO_CONFIG or the embedded default")
+	fl.StringVar(&f.addr, "addr", "", "public listener HOST:PORT, overriding the file (port 0 picks a free port)")
+	fl.StringVar(&f.adminAddr, "admin-addr", "", "admin API listener HOST:PORT, overriding the file")
+	fl.StringVar(&f.stateDir, "state-dir", "", "state directory (keys, generated secrets, TLS CA, audit log)")
+	fl.StringVar(&f.baseURL, "public-base-url", "", "base URL clients reach the emulator at (default: from --addr)")
+	fl.BoolVar(&f.tls, "tls", false, "serve HTTPS with a certificate from the local CA")
+}
+
+// apply loads the configuration and lets flags override it.
+func (f *serveFlags) load() (emulator.Config, string, error) {
+	cfg, source, err := loadConfig(f.config)
+	if err != nil {
+		return cfg, source, err
+	}
+	if f.addr != "" {
+		cfg.Addr = f.addr
+	}
+	if f.adminAddr != "" {
+		cfg.AdminAddr = f.adminAddr
+	}
+	if f.stateDir != "" {
+		cfg.StateDir = f.stateDir
+	}
+	if f.baseURL != "" {
+		cfg.PublicBaseURL = f.baseURL
+	}
+	if f.tls {
+		cfg.TLS = true
+	}
+	return cfg, source, cfg.Validate()
+}
+
+func newServeCmd() *cobra.Command {
+	var f serveFlags
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the multi-tenant identity provider and its admin API",
+		Long: `Run the emulator. With no flags it serves the embedded default configuration
+(tenants acme and globex, see README.md) on 127.0.0.1:8080, and the admin API on
+127.0.0.1:8081. The first lines of output name the chosen addresses and issuers.
+Stop it with Ctrl-C (SIGINT) or SIGTERM: the audit log is synced before exit.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, source, err := f.load()
+			if err != nil {
+				return err
+			}
+			run, err := start(cmd.Context(), cfg, cmd.OutOrStdout())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "agentsso: configuration %s; stop with Ctrl-C\n", source)
+			<-cmd.Context().Done()
+			fmt.Fprintln(cmd.OutOrStdout(), "agentsso: shutting down")
+			return run.stop()
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+// running is an emulator started by start.
+type running struct {
+	srv      *emulator.Server
+	url      string
+	adminURL string
+	auditLog *audit.Log
+	auditPth string
+	public   *http.Server
+	admin    *http.Server
+	errc     chan error
+}
+
+// start binds the listeners, builds the emulator and serves it, printing
+// the chosen addresses first.
+func start(ctx context.Context, cfg emulator.Config, out io.Writer) (*running, error) {
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("addr %s: %w (choose another with --addr, or port 0 for a free one)", cfg.Addr, err)
+	}
+	aln, err := net.Listen("tcp", cfg.AdminAddr)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("admin_addr %s: %w (choose another with --admin-addr, or port 0 for a free one)", cfg.AdminAddr, err)
+	}
+	cfg.Addr, cfg.AdminAddr = ln.Addr().String(), aln.Addr().String()
+	scheme := "http"
+	if cfg.TLS {
+		scheme = "https"
+	}
+	if cfg.PublicBaseURL == "" {
+		cfg.PublicBaseURL = scheme + "://" + cfg.Addr
+	}
+	r := &running{errc: make(chan error, 2)}
+	var opts []emulator.Option
+	if !cfg.Audit.Disabled {
+		p := cfg.Audit.Path
+		if p == "" && cfg.StateDir != "" {
+			p = filepath.Join(cfg.StateDir, "audit.jsonl")
+		}
+		if p != "" {
+			if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+				return nil, fmt.Errorf("audit.path: %w", err)
+			}
+			l, err := audit.Open(p, audit.Options{SyncInterval: cfg.Audit.SyncInterval})
+			if err != nil {
+				ln.Close()
+				aln.Close()
+				return nil, fmt.Errorf("audit.path %s: %w", p, err)
+			}
+			r.auditLog, r.auditPth = l, p
+			opts = append(opts, emulator.WithAuditor(l))
+		}
+	}
+	srv, err := emulator.New(ctx, cfg, opts...)
+	if err != nil {
+		ln.Close()
+		aln.Close()
+		if r.auditLog != nil {
+			r.auditLog.Close()
+		}
+		return nil, err
+	}
+	r.srv = srv
+	r.url = cfg.PublicBaseURL
+	r.adminURL = "http://" + cfg.AdminAddr
+	r.public = &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	r.admin = &http.Server{Handler: srv.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	fmt.Fprintf(out, "agentsso: listening on %s://%s (public base %s)\n", scheme, cfg.Addr, cfg.PublicBaseURL)
+	fmt.Fprintf(out, "agentsso: admin API on %s\n", r.adminURL)
+	var iss []string
+	for _, t := range srv.Tenants() {
+		iss = append(iss, t+"="+srv.Issuer(t))
+	}
+	fmt.Fprintf(out, "agentsso: issuers %s\n", strings.Join(iss, " "))
+	fmt.Fprintf(out, "agentsso: keys in %s backend", srv.KeyBackend())
+	if r.auditPth != "" {
+		fmt.Fprintf(out, "; audit log %s", r.auditPth)
+	}
+	fmt.Fprintln(out)
+	go func() { r.errc <- serveOn(r.public, ln) }()
+	go func() { r.errc <- serveOn(r.admin, aln) }()
+	return r, nil
+}
+
+func serveOn(s *http.Server, ln net.Listener) error {
+	err := s.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// stop shuts the listeners down gracefully and syncs the audit log.
+func (r *running) stop() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := errors.Join(r.public.Shutdown(ctx), r.admin.Shutdown(ctx))
+	if r.auditLog != nil {
+		err = errors.Join(err, r.auditLog.Close())
+	}
+	return err
+}
+
+func defaultYAML() []byte { return emulator.DefaultYAML() }
