@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/agentsso/agentsso/emulator"
 	"github.com/agentsso/agentsso/emulator/audit"
+	"github.com/agentsso/agentsso/emulator/tlsca"
 )
 
 type serveFlags struct {
@@ -93,6 +96,7 @@ type running struct {
 	adminURL string
 	auditLog *audit.Log
 	auditPth string
+	caFile   string
 	public   *http.Server
 	admin    *http.Server
 	errc     chan error
@@ -119,6 +123,37 @@ func start(ctx context.Context, cfg emulator.Config, out io.Writer) (*running, e
 		cfg.PublicBaseURL = scheme + "://" + cfg.Addr
 	}
 	r := &running{errc: make(chan error, 2)}
+	if cfg.TLS {
+		dir := filepath.Join(cfg.StateDir, "tls")
+		if cfg.StateDir == "" {
+			d, err := os.MkdirTemp("", "agentsso-tls-")
+			if err != nil {
+				return nil, err
+			}
+			dir = d
+		}
+		ca, err := tlsca.LoadOrCreate(dir)
+		if err != nil {
+			ln.Close()
+			aln.Close()
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+		hosts := []string{"localhost", "127.0.0.1"}
+		if u, err := url.Parse(cfg.PublicBaseURL); err == nil && u.Hostname() != "" {
+			hosts = append(hosts, u.Hostname())
+		}
+		if h, _, err := net.SplitHostPort(cfg.Addr); err == nil && h != "" && h != "0.0.0.0" && h != "::" {
+			hosts = append(hosts, h)
+		}
+		tc, err := ca.ServerTLSConfig(hosts)
+		if err != nil {
+			ln.Close()
+			aln.Close()
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+		ln = tls.NewListener(ln, tc)
+		r.caFile = ca.CertFile()
+	}
 	var opts []emulator.Option
 	if !cfg.Audit.Disabled {
 		p := cfg.Audit.Path
@@ -155,6 +190,9 @@ func start(ctx context.Context, cfg emulator.Config, out io.Writer) (*running, e
 	r.admin = &http.Server{Handler: srv.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
 	fmt.Fprintf(out, "agentsso: listening on %s://%s (public base %s)\n", scheme, cfg.Addr, cfg.PublicBaseURL)
 	fmt.Fprintf(out, "agentsso: admin API on %s\n", r.adminURL)
+	if r.caFile != "" {
+		fmt.Fprintf(out, "agentsso: TLS CA certificate %s (give it to targets that must trust the issuer)\n", r.caFile)
+	}
 	var iss []string
 	for _, t := range srv.Tenants() {
 		iss = append(iss, t+"="+srv.Issuer(t))

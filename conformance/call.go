@@ -1,0 +1,359 @@
+package conformance
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+)
+
+// caller sends requests to the target from chosen loopback addresses.
+type caller struct {
+	target  *Target
+	timeout time.Duration
+	mu      sync.Mutex
+	clients map[string]*http.Client
+	dpopKey *ecdsa.PrivateKey
+	other   *ecdsa.PrivateKey
+	jkt     string
+	version string
+}
+
+func newCaller(t *Target, timeout time.Duration, version string) (*caller, error) {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	o, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	jwk := jose.JSONWebKey{Key: k.Public()}
+	tp, err := jwk.Thumbprint(crypto.SHA256)
+	if err != nil {
+		return nil, err
+	}
+	return &caller{target: t, timeout: timeout, clients: map[string]*http.Client{}, dpopKey: k, other: o,
+		jkt: base64.RawURLEncoding.EncodeToString(tp), version: version}, nil
+}
+
+func (c *caller) client(from string) *http.Client {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if hc, ok := c.clients[from]; ok {
+		return hc
+	}
+	d := &net.Dialer{Timeout: c.timeout}
+	if from != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
+	}
+	hc := &http.Client{
+		Timeout:       c.timeout,
+		Transport:     &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 4},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	c.clients[from] = hc
+	return hc
+}
+
+func (c *caller) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, hc := range c.clients {
+		hc.CloseIdleConnections()
+	}
+}
+
+// callSpec is a resolved call.
+type callSpec struct {
+	token   string
+	ref     *TokenRef
+	scheme  string
+	from    string
+	inQuery bool
+	dpop    *DPoPSpec
+	tool    string
+}
+
+// callResult is what came back.
+type callResult struct {
+	req    Request
+	resp   Response
+	status int
+	header http.Header
+	err    error
+}
+
+// do performs the call. For an MCP target it initializes a session with
+// the token, then calls the tool; the last exchange is the one judged.
+func (c *caller) do(ctx context.Context, cs callSpec) callResult {
+	if c.target.Protocol == "mcp" {
+		init := map[string]any{"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": map[string]any{
+			"protocolVersion": "2025-06-18", "capabilities": map[string]any{},
+			"clientInfo": map[string]any{"name": "agentsso", "version": c.version}}}
+		r := c.send(ctx, cs, init, "")
+		if r.err != nil || r.status < 200 || r.status > 299 {
+			return r
+		}
+		sid := r.header.Get("Mcp-Session-Id")
+		tool := cs.tool
+		if tool == "" {
+			tool = c.target.Tool
+		}
+		note := map[string]any{"jsonrpc": "2.0", "method": "notifications/initialized"}
+		_ = c.send(ctx, cs, note, sid)
+		call := map[string]any{"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": map[string]any{"name": tool, "arguments": map[string]any{}}}
+		return c.send(ctx, cs, call, sid)
+	}
+	var body any
+	if c.target.Body != "" {
+		body = json.RawMessage(c.target.Body)
+	}
+	return c.send(ctx, cs, body, "")
+}
+
+func (c *caller) send(ctx context.Context, cs callSpec, payload any, session string) callResult {
+	var res callResult
+	u := c.target.URL
+	if cs.inQuery && cs.token != "" {
+		sep := "?"
+		if strings.Contains(u, "?") {
+			sep = "&"
+		}
+		u += sep + "access_token=" + url.QueryEscape(cs.token)
+	}
+	var body io.Reader
+	var bodyText string
+	if payload != nil {
+		b, _ := json.Marshal(payload)
+		body, bodyText = bytes.NewReader(b), string(b)
+	}
+	method := c.target.Method
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		res.err = err
+		return res
+	}
+	if payload != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.target.Protocol == "mcp" {
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		if session != "" {
+			req.Header.Set("Mcp-Session-Id", session)
+			req.Header.Set("MCP-Protocol-Version", "2025-06-18")
+		}
+	}
+	scheme := cs.scheme
+	if scheme == "" {
+		scheme = "Bearer"
+	}
+	if cs.token != "" && !cs.inQuery {
+		req.Header.Set("Authorization", scheme+" "+cs.token)
+	}
+	if cs.dpop != nil {
+		if err := c.addDPoP(req, cs); err != nil {
+			res.err = err
+			return res
+		}
+	}
+	res.req = Request{Method: method, URL: redactURL(u), Source: cs.from, Token: cs.ref, Body: truncate(bodyText, 512), Headers: map[string]string{}}
+	if cs.token != "" && !cs.inQuery {
+		res.req.Headers["Authorization"] = scheme + " <token " + cs.ref.SHA256 + ">"
+	}
+	if n := len(req.Header.Values("DPoP")); n > 0 {
+		res.req.Headers["DPoP"] = fmt.Sprintf("<%d proof(s)>", n)
+	}
+	if session != "" {
+		res.req.Headers["Mcp-Session-Id"] = session
+	}
+	t0 := time.Now()
+	resp, err := c.client(cs.from).Do(req)
+	res.resp.DurationMS = float64(time.Since(t0).Microseconds()) / 1000
+	if err != nil {
+		res.err = err
+		res.resp.Error = err.Error()
+		return res
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	res.status, res.header = resp.StatusCode, resp.Header
+	res.resp.Status = resp.StatusCode
+	res.resp.Headers = map[string]string{}
+	for _, h := range []string{"WWW-Authenticate", "Content-Type", "Mcp-Session-Id", "DPoP-Nonce"} {
+		if v := resp.Header.Values(h); len(v) > 0 {
+			res.resp.Headers[h] = strings.Join(v, ", ")
+		}
+	}
+	res.resp.Body = truncate(redact(string(b), cs.token), 2048)
+	return res
+}
+
+// addDPoP adds a proof (RFC 9449 section 4.2), mutated as asked.
+func (c *caller) addDPoP(req *http.Request, cs callSpec) error {
+	mut := map[string]bool{}
+	for _, m := range cs.dpop.Mutate {
+		mut[m] = true
+	}
+	if mut["no-proof"] {
+		return nil
+	}
+	key := c.dpopKey
+	if cs.dpop.Key == "other" || mut["key-other"] {
+		key = c.other
+	}
+	htu := *req.URL
+	htu.RawQuery, htu.Fragment = "", ""
+	claims := map[string]any{"jti": newNonce(), "htm": req.Method, "htu": htu.String(), "iat": time.Now().Unix()}
+	if cs.token != "" {
+		sum := sha256.Sum256([]byte(cs.token))
+		claims["ath"] = base64.RawURLEncoding.EncodeToString(sum[:])
+	}
+	switch {
+	case mut["htm-put"]:
+		claims["htm"] = "PUT"
+	case mut["htu-other"]:
+		claims["htu"] = "https://other.agentsso.invalid/mcp"
+	case mut["iat-past-1h"]:
+		claims["iat"] = time.Now().Add(-time.Hour).Unix()
+	case mut["iat-future-1h"]:
+		claims["iat"] = time.Now().Add(time.Hour).Unix()
+	case mut["ath-wrong"]:
+		claims["ath"] = base64.RawURLEncoding.EncodeToString(make([]byte, 32))
+	case mut["ath-missing"]:
+		delete(claims, "ath")
+	}
+	if mut["jti-replay"] {
+		claims["jti"] = "agentsso-replayed-jti"
+	}
+	payload, _ := json.Marshal(claims)
+	pub := jose.JSONWebKey{Key: key.Public()}
+	if mut["private-jwk"] {
+		pub = jose.JSONWebKey{Key: key}
+	}
+	jwkJSON, _ := pub.MarshalJSON()
+	hdr := map[string]any{"typ": "dpop+jwt", "alg": "ES256", "jwk": json.RawMessage(jwkJSON)}
+	if mut["typ-jwt"] {
+		hdr["typ"] = "JWT"
+	}
+	var proof string
+	switch {
+	case mut["alg-none"]:
+		hdr["alg"] = "none"
+		proof = b64json(hdr) + "." + base64.RawURLEncoding.EncodeToString(payload) + "."
+	case mut["alg-hs256"]:
+		hdr["alg"] = "HS256"
+		s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: []byte("agentsso-dpop-secret-0123456789abcdef")},
+			(&jose.SignerOptions{}).WithHeader("typ", hdr["typ"]).WithHeader("jwk", hdr["jwk"]))
+		if err != nil {
+			return err
+		}
+		jws, err := s.Sign(payload)
+		if err != nil {
+			return err
+		}
+		proof, _ = jws.CompactSerialize()
+	default:
+		opts := (&jose.SignerOptions{}).WithHeader("typ", hdr["typ"]).WithHeader("jwk", hdr["jwk"])
+		s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key}, opts)
+		if err != nil {
+			return err
+		}
+		jws, err := s.Sign(payload)
+		if err != nil {
+			return err
+		}
+		proof, _ = jws.CompactSerialize()
+	}
+	req.Header.Add("DPoP", proof)
+	if mut["two-proofs"] {
+		req.Header.Add("DPoP", proof)
+	}
+	return nil
+}
+
+func b64json(v any) string {
+	b, _ := json.Marshal(v)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func newNonce() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// tokenRef describes a token without revealing it: label, jti, a hash,
+// the decoded header and the claims that matter.
+func tokenRef(label, tok string) *TokenRef {
+	if tok == "" {
+		return nil
+	}
+	sum := sha256.Sum256([]byte(tok))
+	ref := &TokenRef{Label: label, SHA256: hex.EncodeToString(sum[:8])}
+	parts := strings.Split(tok, ".")
+	if len(parts) >= 2 {
+		var h, c map[string]any
+		if b, err := base64.RawURLEncoding.DecodeString(parts[0]); err == nil && json.Unmarshal(b, &h) == nil {
+			ref.Header = h
+		}
+		if b, err := base64.RawURLEncoding.DecodeString(parts[1]); err == nil && json.Unmarshal(b, &c) == nil {
+			ref.Claims = map[string]any{}
+			for _, k := range []string{"iss", "sub", "aud", "exp", "iat", "nbf", "scope", "client_id", "act", "cnf", "ctx", "typ"} {
+				if v, ok := c[k]; ok {
+					ref.Claims[k] = v
+				}
+			}
+			ref.JTI, _ = c["jti"].(string)
+		}
+	}
+	return ref
+}
+
+// redact replaces a token (and its signature alone) in text.
+func redact(s, tok string) string {
+	if tok == "" {
+		return s
+	}
+	s = strings.ReplaceAll(s, tok, "<token>")
+	if i := strings.LastIndexByte(tok, '.'); i >= 0 && len(tok)-i > 16 {
+		s = strings.ReplaceAll(s, tok[i+1:], "<signature>")
+	}
+	return s
+}
+
+func redactURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return u
+	}
+	q := p.Query()
+	if q.Has("access_token") {
+		q.Set("access_token", "<token>")
+		p.RawQuery = q.Encode()
+	}
+	return p.String()
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + fmt.Sprintf("… (%d bytes more)", len(s)-n)
+}

@@ -1,0 +1,493 @@
+package conformance
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"time"
+)
+
+func (e *env) runStep(ctx context.Context, s *Scenario, step *Step, st *state) {
+	name := stepName(step)
+	switch {
+	case step.Mint != nil:
+		tok, ref, err := e.mint(ctx, step.Mint.As, &step.Mint.TokenSpec)
+		if err != nil {
+			st.errs = append(st.errs, name+": "+err.Error())
+			return
+		}
+		st.tokens[step.Mint.As], st.refs[step.Mint.As] = tok, ref
+	case step.Call != nil:
+		e.runCall(ctx, name, step.Call, st)
+	case step.Revoke != nil:
+		ref := st.refs[step.Revoke.Token]
+		if ref == nil || ref.JTI == "" {
+			st.errs = append(st.errs, name+": the token has no jti to revoke")
+			return
+		}
+		if err := e.r.IdP.RevokeJTI(ctx, e.r.Target.Tenant, ref.JTI); err != nil {
+			st.errs = append(st.errs, name+": "+err.Error())
+			return
+		}
+		st.revoked = time.Now()
+		st.ev = append(st.ev, Evidence{Step: name, Note: "revoked jti " + ref.JTI + " at the IdP", Verdict: "ok"})
+	case step.Keys != nil:
+		st.keysed = true
+		kid := ""
+		if step.Keys.Token != "" {
+			if ref := st.refs[step.Keys.Token]; ref != nil {
+				kid, _ = ref.Header["kid"].(string)
+			}
+		}
+		var err error
+		if step.Keys.Action == "restore" {
+			err = e.r.IdP.ResetTenant(ctx, e.r.Target.Tenant)
+		} else {
+			err = e.r.IdP.KeyAction(ctx, e.r.Target.Tenant, step.Keys.Action, kid)
+		}
+		if err != nil {
+			st.errs = append(st.errs, name+": "+err.Error())
+			return
+		}
+		st.ev = append(st.ev, Evidence{Step: name, Note: strings.TrimSpace("keys " + step.Keys.Action + " " + kid), Verdict: "ok"})
+	case step.Audit != nil:
+		e.checkAudit(name, step.Audit, st)
+	}
+}
+
+// mint resolves a token spec into a token: T valid for the target, with
+// the mutations applied.
+func (e *env) mint(ctx context.Context, label string, ts *TokenSpec) (string, *TokenRef, error) {
+	t := e.r.Target
+	m := MintRequest{
+		Claims:   map[string]any{"aud": t.Audience, "sub": "agentsso-harness", "client_id": "agentsso-harness"},
+		Header:   map[string]any{},
+		Lifetime: "5m",
+		Key:      "tenant",
+		Typ:      "at+jwt",
+	}
+	if t.Scope != "" {
+		m.Claims["scope"] = t.Scope
+	}
+	for k, v := range ts.Claims {
+		m.Claims[k] = v
+	}
+	for k, v := range ts.Header {
+		m.Header[k] = v
+	}
+	if ts.Lifetime != 0 {
+		m.Lifetime = time.Duration(ts.Lifetime).String()
+	}
+	if ts.Offset != 0 {
+		m.Offset = time.Duration(ts.Offset).String()
+	}
+	mc := e.mc
+	mc.now = time.Now()
+	var posts []func(string) string
+	for _, name := range ts.Mutate {
+		mu := mutations[mutationName(name)]
+		if mu.pre != nil {
+			mu.pre(&m, &mc, mutationArg(name))
+		}
+		if mu.post != nil {
+			posts = append(posts, mu.post)
+		}
+	}
+	if len(m.Header) == 0 {
+		m.Header = nil
+	}
+	out, err := e.r.IdP.Mint(ctx, t.Tenant, m)
+	if err != nil {
+		return "", nil, err
+	}
+	tok := out.Token
+	for _, p := range posts {
+		tok = p(tok)
+	}
+	if label == "" {
+		label = strings.Join(ts.Mutate, "+")
+		if label == "" {
+			label = "valid"
+		}
+	}
+	e.minted = append(e.minted, tok)
+	return tok, tokenRef(label, tok), nil
+}
+
+func (e *env) runCall(ctx context.Context, name string, c *CallStep, st *state) {
+	cs := callSpec{scheme: c.Scheme, from: c.From, inQuery: c.InQuery, dpop: c.DPoP, tool: c.Tool}
+	switch {
+	case c.Token.None:
+	case c.Token.Use != "":
+		cs.token, cs.ref = st.tokens[c.Token.Use], st.refs[c.Token.Use]
+	default:
+		tok, ref, err := e.mint(ctx, "", &c.Token)
+		if err != nil {
+			st.errs = append(st.errs, name+": "+err.Error())
+			return
+		}
+		cs.token, cs.ref = tok, ref
+	}
+	if c.From != "" && c.From != "127.0.0.1" && e.r.Target.BehindProxy {
+		st.skipped = append(st.skipped, name+" (the target is behind a proxy that hides the source address)")
+		return
+	}
+	st.ran++
+	deadline := time.Now()
+	if c.Poll != nil {
+		within := time.Duration(c.Poll.Within)
+		if within == 0 || within > e.r.Opts.PollBound {
+			within = e.r.Opts.PollBound
+		}
+		deadline = deadline.Add(within)
+	}
+	every := 250 * time.Millisecond
+	if c.Poll != nil && c.Poll.Every != 0 {
+		every = time.Duration(c.Poll.Every)
+	}
+	var (
+		res  callResult
+		jd   judgement
+		ups  []recorded
+		cans []recorded
+	)
+	for {
+		um, cm := 0, e.canary.mark()
+		if e.upstream != nil {
+			um = e.upstream.mark()
+		}
+		res = e.call.do(ctx, cs)
+		if e.upstream != nil {
+			time.Sleep(0) // the gateway answered after forwarding; nothing to wait for
+			ups = e.upstream.since(um)
+		}
+		cans = e.canary.since(cm)
+		jd = judge(c.Expect, res, ups, cs, e.r.Target)
+		if jd.ok() || c.Poll == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-time.After(every):
+		case <-ctx.Done():
+		}
+	}
+	if c.Poll != nil && !st.revoked.IsZero() && jd.ok() {
+		st.figures["revocation_delay_ms"] = float64(time.Since(st.revoked).Milliseconds())
+	}
+	if c.Expect.Record != "" {
+		st.figures[c.Expect.Record] = float64(res.status)
+	}
+	evd := Evidence{Step: name, Request: &res.req, Response: &res.resp, Expected: jd.expected, Verdict: jd.verdict(), Note: jd.note}
+	if len(ups) > 0 {
+		evd.Upstream = upstreamEvidence(ups, cs.token)
+	}
+	if len(cans) > 0 {
+		st.viol = append(st.viol, violation{sev: SHOULD, msg: fmt.Sprintf("the target fetched the canary URL named in the token header (%s %s): it follows attacker-supplied key locations", cans[0].method, cans[0].path)})
+		evd.Note = strings.TrimSpace(evd.Note + " The canary listener received a request.")
+	}
+	st.ev = append(st.ev, evd)
+	for _, v := range jd.violations {
+		st.viol = append(st.viol, violation{sev: v.sev, msg: name + ": " + v.msg})
+	}
+	if jd.err != "" {
+		st.errs = append(st.errs, name+": "+jd.err)
+	}
+}
+
+// judgement is the outcome of one call against its expectation.
+type judgement struct {
+	expected   string
+	violations []violation
+	err        string
+	note       string
+}
+
+func (j judgement) ok() bool { return len(j.violations) == 0 && j.err == "" }
+
+func (j judgement) verdict() string {
+	switch {
+	case j.err != "":
+		return "error"
+	case len(j.violations) > 0:
+		return "mismatch"
+	}
+	return "ok"
+}
+
+func judge(x Expect, r callResult, ups []recorded, cs callSpec, t *Target) judgement {
+	var j judgement
+	bad := func(sev Severity, format string, a ...any) {
+		if x.Severity != "" && sev == "" {
+			sev = x.Severity
+		}
+		j.violations = append(j.violations, violation{sev: sev, msg: fmt.Sprintf(format, a...)})
+	}
+	if x.Outcome == "record" {
+		j.expected = "any answer (recorded)"
+		if r.err != nil {
+			j.note = "no answer: " + r.err.Error()
+		}
+		return j
+	}
+	if r.err != nil {
+		j.err = "no answer: " + r.err.Error()
+		return j
+	}
+	if r.status >= 500 {
+		j.err = fmt.Sprintf("the target answered %d: a server error is never a judgement", r.status)
+		return j
+	}
+	reached := t.Kind == "gateway" && len(ups) > 0
+	dpopScheme := strings.EqualFold(cs.scheme, "DPoP")
+	wantScheme := "Bearer"
+	if dpopScheme {
+		wantScheme = "DPoP"
+	}
+	switch x.Outcome {
+	case "accept":
+		j.expected = "2xx"
+		if t.Kind == "gateway" {
+			j.expected += ", and the request reaches the upstream"
+		}
+		if r.status < 200 || r.status > 299 {
+			bad("", "a valid request was refused with %d", r.status)
+			return j
+		}
+		if t.Kind == "gateway" && !reached {
+			bad("", "the gateway answered %d but nothing reached the upstream", r.status)
+		}
+	case "reject":
+		statuses := x.Status
+		if len(statuses) == 0 {
+			statuses = []int{401}
+		}
+		j.expected = fmt.Sprintf("%v with WWW-Authenticate %s error=\"invalid_token\"", statuses, wantScheme)
+		if t.Kind == "gateway" {
+			j.expected += ", nothing reaching the upstream"
+		}
+		if r.status >= 200 && r.status <= 299 {
+			bad("", "accepted (%d)", r.status)
+			if reached {
+				j.note = "the request reached the upstream"
+			}
+			return j
+		}
+		if reached {
+			bad("", "rejected with %d, but the request still reached the upstream", r.status)
+		}
+		if !slices.Contains(statuses, r.status) {
+			j.err = fmt.Sprintf("answered %d, which is neither acceptance nor the expected rejection %v", r.status, statuses)
+			return j
+		}
+		if ch := x.Challenge; ch != nil || r.status == 401 {
+			want := Challenge{Scheme: wantScheme, Error: "invalid_token"}
+			if ch != nil {
+				want = *ch
+				if want.Scheme == "" {
+					want.Scheme = wantScheme
+				}
+			}
+			if msg := checkChallenge(r.header, want); msg != "" {
+				sev := want.Severity
+				if sev == "" {
+					sev = SHOULD
+				}
+				bad(sev, "rejected, but %s", msg)
+			}
+		}
+	case "insufficient_scope":
+		j.expected = "403 with WWW-Authenticate Bearer error=\"insufficient_scope\" scope=…"
+		if r.status >= 200 && r.status <= 299 {
+			bad("", "a call without the required scope was accepted (%d)", r.status)
+			return j
+		}
+		if reached {
+			bad("", "refused with %d, but the request still reached the upstream", r.status)
+		}
+		switch r.status {
+		case 403:
+			if msg := checkChallenge(r.header, Challenge{Scheme: wantScheme, Error: "insufficient_scope", Param: "scope"}); msg != "" {
+				bad(SHOULD, "refused with 403, but %s", msg)
+			}
+		case 401:
+			bad(SHOULD, "refused with 401 instead of 403 insufficient_scope (RFC 6750 section 3.1)")
+		default:
+			j.err = fmt.Sprintf("answered %d to a call lacking a scope", r.status)
+		}
+	}
+	if u := x.Upstream; u != nil && t.Kind == "gateway" {
+		if u.Received != nil && *u.Received != reached {
+			if *u.Received {
+				bad("", "nothing reached the upstream")
+			} else {
+				bad("", "the request reached the upstream")
+			}
+		}
+		if reached && (u.NotPassthrough || u.Audience != "") {
+			for _, up := range ups {
+				tok := bearerToken(up.auth)
+				if u.NotPassthrough && tok != "" && tok == cs.token {
+					bad("", "the gateway passed the caller's token through to the upstream")
+					break
+				}
+				if u.NotPassthrough && tok == "" {
+					j.note = "the upstream received no token"
+				}
+				if want := u.Audience; want != "" && tok != "" && tok != cs.token {
+					if want == "${upstream_audience}" {
+						want = t.upstreamAudience()
+					}
+					c := claimsOf(tok)
+					if !audContains(c["aud"], want) {
+						bad(SHOULD, "the upstream token's aud is %v, not the upstream %s", c["aud"], want)
+					}
+				}
+			}
+		}
+	}
+	return j
+}
+
+func audContains(aud any, want string) bool {
+	switch a := aud.(type) {
+	case string:
+		return a == want
+	case []any:
+		for _, x := range a {
+			if s, _ := x.(string); s == want {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// checkChallenge returns what is wrong with the WWW-Authenticate header,
+// or "".
+func checkChallenge(h http.Header, want Challenge) string {
+	vals := h.Values("WWW-Authenticate")
+	if len(vals) == 0 {
+		return "no WWW-Authenticate header (RFC 6750 section 3)"
+	}
+	all := strings.Join(vals, ", ")
+	for _, v := range vals {
+		scheme, params := parseChallenge(v)
+		if !strings.EqualFold(scheme, want.Scheme) {
+			continue
+		}
+		if want.Error != "" && params["error"] != want.Error {
+			if params["error"] == "" {
+				return fmt.Sprintf("the %s challenge has no error=%q (RFC 6750 section 3.1): %s", scheme, want.Error, all)
+			}
+			return fmt.Sprintf("the %s challenge says error=%q, want %q: %s", scheme, params["error"], want.Error, all)
+		}
+		if want.Param != "" && params[want.Param] == "" {
+			return fmt.Sprintf("the %s challenge has no %s parameter: %s", scheme, want.Param, all)
+		}
+		return ""
+	}
+	return fmt.Sprintf("no %s challenge in WWW-Authenticate: %s", want.Scheme, all)
+}
+
+// parseChallenge splits `Scheme k="v", k2=v2`.
+func parseChallenge(v string) (string, map[string]string) {
+	v = strings.TrimSpace(v)
+	scheme, rest, _ := strings.Cut(v, " ")
+	params := map[string]string{}
+	for len(rest) > 0 {
+		rest = strings.TrimLeft(rest, " ,")
+		k, r, ok := strings.Cut(rest, "=")
+		if !ok {
+			break
+		}
+		k = strings.TrimSpace(k)
+		r = strings.TrimLeft(r, " ")
+		var val string
+		if strings.HasPrefix(r, `"`) {
+			r = r[1:]
+			var b strings.Builder
+			for i := 0; i < len(r); i++ {
+				if r[i] == '\\' && i+1 < len(r) {
+					i++
+					b.WriteByte(r[i])
+					continue
+				}
+				if r[i] == '"' {
+					r = r[i+1:]
+					break
+				}
+				b.WriteByte(r[i])
+				if i == len(r)-1 {
+					r = ""
+				}
+			}
+			val = b.String()
+		} else {
+			val, r, _ = strings.Cut(r, ",")
+			val = strings.TrimSpace(val)
+		}
+		params[strings.ToLower(k)] = val
+		rest = r
+	}
+	return scheme, params
+}
+
+// checkAudit reads the target's audit sink and checks the records written
+// during the run: required fields present, no raw token anywhere.
+func (e *env) checkAudit(name string, a *AuditStep, st *state) {
+	sink := e.r.Target.Audit
+	if sink == nil {
+		st.skipped = append(st.skipped, name+" (no audit sink declared)")
+		return
+	}
+	st.ran++
+	f, err := os.Open(sink.File)
+	if err != nil {
+		st.errs = append(st.errs, name+": "+err.Error())
+		return
+	}
+	defer f.Close()
+	raw, _ := os.ReadFile(sink.File)
+	for _, tok := range e.minted {
+		if len(tok) > 20 && strings.Contains(string(raw), tok) {
+			st.viol = append(st.viol, violation{msg: "a raw token appears in the audit sink"})
+			break
+		}
+	}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	n, missing := 0, map[string]int{}
+	for sc.Scan() {
+		var rec map[string]any
+		if json.Unmarshal(sc.Bytes(), &rec) != nil {
+			continue
+		}
+		n++
+		for _, field := range a.Fields {
+			key := field
+			if m, ok := sink.Fields[field]; ok {
+				key = m
+			}
+			if v, ok := rec[key]; !ok || v == nil || v == "" {
+				missing[field]++
+			}
+		}
+	}
+	ev := Evidence{Step: name, Expected: "every record carries " + strings.Join(a.Fields, ", "), Note: fmt.Sprintf("%d records read from %s", n, sink.File), Verdict: "ok"}
+	if n == 0 {
+		st.viol = append(st.viol, violation{msg: "the audit sink has no records of this run's decisions"})
+		ev.Verdict = "mismatch"
+	}
+	for _, field := range a.Fields {
+		if missing[field] > 0 {
+			st.viol = append(st.viol, violation{msg: fmt.Sprintf("%d of %d audit records lack %s", missing[field], n, field)})
+			ev.Verdict = "mismatch"
+		}
+	}
+	st.ev = append(st.ev, ev)
+}
