@@ -80,7 +80,7 @@ var mutations = map[string]mutation{
 		m.Claims["nbf"] = c.now.Add(time.Hour).Unix()
 		m.Lifetime = "2h"
 	}},
-	"iat-future": {doc: "iat one hour ahead", pre: func(m *MintRequest, _ *mintCtx, _ string) { m.Lifetime, m.Offset = "1h", "1h" }},
+	"iat-future":   {doc: "iat one hour ahead", pre: func(m *MintRequest, _ *mintCtx, _ string) { m.Lifetime, m.Offset = "1h", "1h" }},
 	"lifetime-24h": {doc: "valid for 24 hours", pre: func(m *MintRequest, _ *mintCtx, _ string) { m.Lifetime = "24h" }},
 	"aud-sibling":  {doc: "aud of a sibling resource server", pre: setClaim("aud", "https://sibling.agentsso.invalid/mcp")},
 	"aud-upstream": {doc: "aud of the upstream API behind the gateway", pre: func(m *MintRequest, c *mintCtx, _ string) {
@@ -108,7 +108,7 @@ var mutations = map[string]mutation{
 	}},
 	"scope-none":  {doc: "no scope at all", pre: setClaim("scope", nil)},
 	"scope-other": {doc: "only a scope the call does not need", pre: setClaim("scope", "agentsso:unrelated")},
-	"scope": {doc: "scope set to the argument", pre: func(m *MintRequest, _ *mintCtx, arg string) { m.Claims["scope"] = arg }},
+	"scope":       {doc: "scope set to the argument", pre: func(m *MintRequest, _ *mintCtx, arg string) { m.Claims["scope"] = arg }},
 	"cnf-jkt": {doc: "bound to the harness's DPoP key (cnf.jkt)", pre: func(m *MintRequest, c *mintCtx, _ string) {
 		m.Claims["cnf"] = map[string]any{"jkt": c.dpopJKT}
 	}},

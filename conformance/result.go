@@ -66,7 +66,7 @@ type Report struct {
 type Build struct {
 	Version string `json:"version"`
 	// Digest is the SHA-256 of the running binary, hex.
-	Digest string `json:"digest,omitempty"`
+	Digest    string `json:"digest,omitempty"`
 	GoVersion string `json:"go_version,omitempty"`
 }
 
@@ -144,7 +144,7 @@ type Result struct {
 // Evidence is one exchange with the target (or one observation), enough
 // to reproduce the check.
 type Evidence struct {
-	Step     string     `json:"step"`            // e.g. "call with alg=none token"
+	Step     string     `json:"step"` // e.g. "call with alg=none token"
 	Request  *Request   `json:"request,omitempty"`
 	Response *Response  `json:"response,omitempty"`
 	Upstream []Upstream `json:"upstream,omitempty"` // what reached the fake upstream
