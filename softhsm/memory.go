@@ -63,7 +63,15 @@ func (m *Memory) Create(_ context.Context, tenant, alg string) (Key, error) {
 	if err != nil {
 		return Key{}, err
 	}
-	k := Key{KeyInfo: KeyInfo{Tenant: tenant, KID: kid, Alg: alg, Backend: "memory", Created: m.now().UTC().Truncate(time.Second)}, Signer: signer}
+	m.mu.Lock()
+	created := m.now().UTC()
+	// Creation times order keys (the newest signs), so they must differ
+	// even for keys created within one clock tick.
+	if ks := m.keys[tenant]; len(ks) > 0 && !created.After(ks[len(ks)-1].Created) {
+		created = ks[len(ks)-1].Created.Add(time.Nanosecond)
+	}
+	m.mu.Unlock()
+	k := Key{KeyInfo: KeyInfo{Tenant: tenant, KID: kid, Alg: alg, Backend: "memory", Created: created}, Signer: signer}
 	if m.dir != "" {
 		if err := m.save(k); err != nil {
 			return Key{}, err

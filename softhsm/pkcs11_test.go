@@ -1,0 +1,205 @@
+package softhsm
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+const (
+	testSOPIN   = "so-5678"
+	testUserPIN = "user-1234"
+)
+
+// newSoftHSM2 prepares a SoftHSM2 token in a fresh t.TempDir and returns
+// the configuration that opens it. SoftHSM2 is configured through the
+// process environment, so tests using it cannot run in parallel: the
+// t.Setenv here enforces that (it panics under t.Parallel) and restores
+// SOFTHSM2_CONF afterwards.
+func newSoftHSM2(tb testing.TB) (dir string, cfg PKCS11Config) {
+	tb.Helper()
+	requireSoftHSM2(tb)
+	tb.Setenv("SOFTHSM2_CONF", os.Getenv("SOFTHSM2_CONF"))
+	dir = tb.TempDir()
+	cfg, err := SetupSoftHSM2(dir, "agentsso-test", testSOPIN, testUserPIN)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return dir, cfg
+}
+
+func openPKCS11(tb testing.TB, cfg PKCS11Config) *PKCS11 {
+	tb.Helper()
+	s, err := NewPKCS11(cfg)
+	if err != nil {
+		tb.Fatalf("NewPKCS11: %v", err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestPKCS11Store(t *testing.T) {
+	dir, _ := newSoftHSM2(t)
+	storeSuite{
+		algs:            []string{ES256, ES384, RS256, PS256},
+		unsupported:     []string{EdDSA, "HS256"},
+		signAfterDelete: true,
+		open: func(t *testing.T) Store {
+			// Setting up again on the same directory keeps the token.
+			cfg, err := SetupSoftHSM2(dir, "agentsso-test", testSOPIN, testUserPIN)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := NewPKCS11(cfg) // the suite closes it
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		},
+	}.run(t)
+}
+
+// TestPKCS11Custody checks that keys are created non-extractable, as read
+// back from the module.
+func TestPKCS11Custody(t *testing.T) {
+	_, cfg := newSoftHSM2(t)
+	s := openPKCS11(t, cfg)
+	ctx := context.Background()
+	for _, alg := range []string{ES256, RS256} {
+		if _, err := s.Create(ctx, "acme", alg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	s = openPKCS11(t, cfg)
+	keys, err := s.List(ctx, "acme")
+	if err != nil || len(keys) != 2 {
+		t.Fatalf("List = %d keys, %v; want 2", len(keys), err)
+	}
+	for _, k := range keys {
+		if k.Extractable == nil || *k.Extractable || k.NeverExtractable == nil || !*k.NeverExtractable {
+			t.Errorf("%s: extractable=%v never_extractable=%v, want false/true", k.Alg, deref(k.Extractable), deref(k.NeverExtractable))
+		}
+	}
+}
+
+func wantConfigError(t *testing.T, err error, field string) {
+	t.Helper()
+	var ce *ConfigError
+	if !errors.As(err, &ce) || ce.Field != field {
+		t.Errorf("error = %v, want a *ConfigError for %s", err, field)
+	}
+}
+
+func deref(b *bool) any {
+	if b == nil {
+		return nil
+	}
+	return *b
+}
+
+func TestPKCS11OpenErrors(t *testing.T) {
+	dir, cfg := newSoftHSM2(t)
+
+	t.Run("wrong-pin", func(t *testing.T) {
+		bad := cfg
+		bad.PIN = "wrong-pin-9999"
+		_, err := NewPKCS11(bad)
+		if err == nil {
+			t.Fatal("NewPKCS11 with a wrong PIN succeeded")
+		}
+		if strings.Contains(err.Error(), bad.PIN) {
+			t.Errorf("error reveals the PIN: %v", err)
+		}
+		wantConfigError(t, err, "keys.pkcs11.pin")
+	})
+	t.Run("unknown-token", func(t *testing.T) {
+		bad := cfg
+		bad.Token = "no-such-token"
+		_, err := NewPKCS11(bad)
+		if err == nil || !strings.Contains(err.Error(), `"agentsso-test"`) {
+			t.Errorf("NewPKCS11(unknown token) = %v, want an error listing the tokens seen", err)
+		}
+		wantConfigError(t, err, "keys.pkcs11.token")
+	})
+	t.Run("missing-module", func(t *testing.T) {
+		bad := cfg
+		bad.Module = filepath.Join(dir, "nope.so")
+		_, err := NewPKCS11(bad)
+		wantConfigError(t, err, "keys.pkcs11.module")
+	})
+	t.Run("uri-with-pin-source", func(t *testing.T) {
+		pinFile := filepath.Join(dir, "pin")
+		if err := os.WriteFile(pinFile, []byte(testUserPIN+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		u := PKCS11URI{Token: cfg.Token, ModulePath: cfg.Module, PINSource: pinFile}
+		s := openPKCS11(t, PKCS11Config{URI: u.Encode()})
+		k, err := s.Create(context.Background(), "uri", ES256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkSignVerify(t, k)
+	})
+}
+
+// TestPKCS11SharedModule opens two stores on one token: the module is
+// initialized once and stays usable until the last store closes.
+func TestPKCS11SharedModule(t *testing.T) {
+	_, cfg := newSoftHSM2(t)
+	a := openPKCS11(t, cfg)
+	b := openPKCS11(t, cfg)
+	ka, err := a.Create(context.Background(), "acme", ES256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	kb, err := b.Create(context.Background(), "acme", ES256)
+	if err != nil {
+		t.Fatalf("Create on the second store after closing the first: %v", err)
+	}
+	checkSignVerify(t, kb)
+	d := sha256.Sum256([]byte("x"))
+	if _, err := ka.Signer.Sign(rand.Reader, d[:], crypto.SHA256); !errors.Is(err, ErrClosed) {
+		t.Errorf("signing with a closed store's key = %v, want ErrClosed", err)
+	}
+	if _, err := a.Create(context.Background(), "acme", ES256); !errors.Is(err, ErrClosed) {
+		t.Errorf("Create on a closed store = %v, want ErrClosed", err)
+	}
+}
+
+// TestPKCS11SmallPool signs from more goroutines than there are sessions.
+func TestPKCS11SmallPool(t *testing.T) {
+	_, cfg := newSoftHSM2(t)
+	cfg.Sessions = 1
+	s := openPKCS11(t, cfg)
+	var keys []Key
+	for _, alg := range []string{ES256, PS256} {
+		k, err := s.Create(context.Background(), "acme", alg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k)
+	}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for range 10 {
+				checkSignVerify(t, keys[g%len(keys)])
+			}
+		})
+	}
+	wg.Wait()
+}
