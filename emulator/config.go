@@ -152,6 +152,12 @@ type ClientConfig struct {
 	// ExchangeAudiences are the audiences this client may obtain by token
 	// exchange (RFC 8693). Empty: token exchange is refused.
 	ExchangeAudiences []string `yaml:"exchange_audiences" mapstructure:"exchange_audiences"`
+	// Impersonate makes this client's token exchanges without an
+	// actor_token impersonation (RFC 8693 section 1.1): the issued token
+	// names the subject and adds no act link for the client (an act chain
+	// the subject token already has is kept). Default false: such an
+	// exchange is delegation, with the calling client as the actor.
+	Impersonate bool `yaml:"impersonate" mapstructure:"impersonate"`
 	// Introspect allows the client to call the introspection endpoint.
 	Introspect bool `yaml:"introspect" mapstructure:"introspect"`
 	// Lifetimes override the tenant's for this client.

@@ -162,6 +162,12 @@ func (t *tenant) token(w http.ResponseWriter, r *http.Request) {
 			t.tokenError(w, r, &ev, err)
 			return
 		}
+	} else if r.Header.Get("Authorization") == "" && r.PostForm.Get("client_id") == "" && r.PostForm.Get("client_assertion") == "" {
+		// Token exchange requires client authentication; a request with
+		// none is invalid_client (RFC 6749 section 5.2), where fosite
+		// would answer invalid_request.
+		t.tokenError(w, r, &ev, fosite.ErrInvalidClient.WithHint("Token exchange requires client authentication: use client_secret_basic, client_secret_post or private_key_jwt."))
+		return
 	}
 	sess := NewSession()
 	ar, err := p.NewAccessRequest(ctx, r, sess)
@@ -174,6 +180,10 @@ func (t *tenant) token(w http.ResponseWriter, r *http.Request) {
 		t.tokenError(w, r, &ev, err)
 		return
 	}
+	if err := t.userGrantPolicy(ar); err != nil { // authorize.go
+		t.tokenError(w, r, &ev, err)
+		return
+	}
 	resp, err := p.NewAccessResponse(ctx, ar)
 	if err != nil {
 		t.tokenError(w, r, &ev, err)
@@ -183,6 +193,10 @@ func (t *tenant) token(w http.ResponseWriter, r *http.Request) {
 		resp.SetExtra("issued_token_type", tokenTypeAccessToken)
 	}
 	resp.SetTokenType("Bearer")
+	// The code and refresh grants replace the session with the grant's.
+	if s, ok := ar.GetSession().(*Session); ok && s.Issued != nil {
+		sess = s
+	}
 	if c := sess.Issued; c != nil {
 		ev.Sub, ev.Jti, ev.GrantID, ev.Aud = c.Subject, c.ID, c.GrantID, c.Audience
 		ev.Act = c.Act.Chain()

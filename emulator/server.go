@@ -45,6 +45,7 @@ type Server struct {
 
 	mux      *http.ServeMux
 	adminMux *http.ServeMux
+	admin    adminState // admin API bookkeeping (admin_state.go)
 }
 
 // Auditor receives one event per request and decision. *audit.Log is one.
@@ -197,6 +198,16 @@ func (s *Server) ClientSecret(tenant, clientID string) (string, error) {
 		return "", fmt.Errorf("emulator: tenant %s has no client %q", tenant, clientID)
 	}
 	return c.cfg.Secret, nil
+}
+
+// Clock returns a tenant's virtual clock, or nil when there is no such
+// tenant. Tests use it to freeze, advance or skew the tenant's time.
+func (s *Server) Clock(tenant string) *Clock {
+	t := s.tenant(tenant)
+	if t == nil {
+		return nil
+	}
+	return t.clock
 }
 
 func (s *Server) tenant(name string) *tenant {

@@ -22,7 +22,7 @@ type store struct {
 	mu         sync.Mutex
 	codes      map[string]codeEntry
 	pkce       map[string]fosite.Requester
-	oidc       map[string]fosite.Requester
+	oidc       map[string]oidcEntry
 	refresh    map[string]refreshEntry
 	assertions map[string]time.Time
 	lastPrune  time.Time
@@ -31,6 +31,11 @@ type store struct {
 type codeEntry struct {
 	req     fosite.Requester
 	used    bool
+	expires time.Time
+}
+
+type oidcEntry struct {
+	req     fosite.Requester
 	expires time.Time
 }
 
@@ -59,7 +64,7 @@ func (s *store) reset() {
 	defer s.mu.Unlock()
 	s.codes = map[string]codeEntry{}
 	s.pkce = map[string]fosite.Requester{}
-	s.oidc = map[string]fosite.Requester{}
+	s.oidc = map[string]oidcEntry{}
 	s.refresh = map[string]refreshEntry{}
 	s.assertions = map[string]time.Time{}
 }
@@ -74,12 +79,16 @@ func (s *store) pruneLocked(now time.Time) {
 		if now.After(v.expires) {
 			delete(s.codes, k)
 			delete(s.pkce, k)
-			delete(s.oidc, k)
 		}
 	}
 	for k, v := range s.refresh {
 		if now.After(v.expires) {
 			delete(s.refresh, k)
+		}
+	}
+	for k, v := range s.oidc {
+		if now.After(v.expires) {
+			delete(s.oidc, k)
 		}
 	}
 	for k, v := range s.assertions {
@@ -91,8 +100,17 @@ func (s *store) pruneLocked(now time.Time) {
 
 // GetClient implements fosite.ClientManager. A disabled or unknown client
 // is not found, so it cannot authenticate.
-func (s *store) GetClient(_ context.Context, id string) (fosite.Client, error) {
+func (s *store) GetClient(ctx context.Context, id string) (fosite.Client, error) {
 	c := s.t.client(id)
+	if c == nil && isURLClientID(id) {
+		// A client ID metadata document, when the tenant accepts them
+		// (cimd.go); a document that cannot be used is invalid_client.
+		mc, err := s.t.metadataClient(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		c = mc
+	}
 	if c == nil || c.cfg.Disabled {
 		return nil, fosite.ErrNotFound.WithHintf("Client %q is unknown or disabled.", id)
 	}
@@ -282,7 +300,8 @@ func (s *store) DeletePKCERequestSession(_ context.Context, sig string) error {
 func (s *store) CreateOpenIDConnectSession(_ context.Context, code string, req fosite.Requester) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.oidc[code] = req
+	now := s.t.clock.Now()
+	s.oidc[code] = oidcEntry{req: req, expires: now.Add(s.t.lifetimes(req.GetClient().GetID()).Code)}
 	return nil
 }
 
@@ -290,11 +309,11 @@ func (s *store) CreateOpenIDConnectSession(_ context.Context, code string, req f
 func (s *store) GetOpenIDConnectSession(_ context.Context, code string, _ fosite.Requester) (fosite.Requester, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r, ok := s.oidc[code]
+	e, ok := s.oidc[code]
 	if !ok {
 		return nil, fosite.ErrNotFound
 	}
-	return r, nil
+	return e.req, nil
 }
 
 // DeleteOpenIDConnectSession implements openid.OpenIDConnectRequestStorage.

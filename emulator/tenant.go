@@ -44,9 +44,16 @@ type tenant struct {
 	keyMu     sync.RWMutex
 	keys      []*signingKey // published and usable, oldest first
 	hidden    map[string]bool
-	jwksCache atomic.Pointer[[]byte]
+	jwksGen   atomic.Uint64
+	jwksCache atomic.Pointer[jwksCacheEntry]
+	// secret keys fosite's HMAC strategy (codes, refresh tokens); it is
+	// kept across rebuilds so that changing the public base URL or
+	// lifetimes does not invalidate outstanding codes and refresh tokens.
+	secret []byte
 
 	faults faultSet
+
+	docs clientDocs // fetched client ID metadata documents and JWK Sets (cimd.go)
 }
 
 // tenantRuntime is what depends on the public base URL; it is swapped as
@@ -184,8 +191,11 @@ func (t *tenant) build(base string) {
 	t.mu.RLock()
 	lt := t.cfg.Lifetimes
 	t.mu.RUnlock()
-	secret := make([]byte, 32)
-	_, _ = rand.Read(secret)
+	if t.secret == nil {
+		t.secret = make([]byte, 32)
+		_, _ = rand.Read(t.secret)
+	}
+	secret := t.secret
 	cfg := &fosite.Config{
 		AccessTokenLifespan:            lt.AccessToken,
 		RefreshTokenLifespan:           lt.RefreshToken,
@@ -208,7 +218,8 @@ func (t *tenant) build(base string) {
 	hmacStrategy := compose.NewOAuth2HMACStrategy(cfg)
 	strategy := &tokenStrategy{HMACSHAStrategy: hmacStrategy, t: t}
 	idSigner := &jwt.DefaultSigner{GetPrivateKey: t.idTokenKey}
-	idStrategy := &openid.DefaultStrategy{Signer: idSigner, Config: cfg}
+	// ID tokens by the tenant's key and clock (authorize.go).
+	idStrategy := &idTokenStrategy{t: t}
 
 	code := &oauth2.AuthorizeExplicitGrantHandler{
 		AccessTokenStrategy:    strategy,
@@ -252,7 +263,11 @@ func (t *tenant) build(base string) {
 	cfg.TokenEndpointHandlers.Append(pk)
 	cfg.TokenEndpointHandlers.Append(exchange)
 
-	t.rt.Store(&tenantRuntime{issuer: issuer, provider: &fosite.Fosite{Store: t.store, Config: cfg}})
+	provider := &fosite.Fosite{Store: t.store, Config: cfg}
+	// private_key_jwt by the tenant clock, aud = issuer or token endpoint,
+	// client ID metadata documents (assertion.go).
+	cfg.ClientAuthenticationStrategy = t.clientAuthentication(provider, issuer)
+	t.rt.Store(&tenantRuntime{issuer: issuer, provider: provider})
 }
 
 // audienceStrategy allows exactly the client's registered audiences and
@@ -320,7 +335,7 @@ func (t *tenant) loadKeys(ctx context.Context) error {
 	t.keys = sks
 	t.hidden = map[string]bool{}
 	t.keyMu.Unlock()
-	t.jwksCache.Store(nil)
+	t.invalidateJWKS()
 	return nil
 }
 
@@ -350,8 +365,9 @@ func (t *tenant) key(kid string) *signingKey {
 
 // jwks is the published JWK Set: every key not withdrawn and not hidden.
 func (t *tenant) jwks() []byte {
-	if b := t.jwksCache.Load(); b != nil {
-		return *b
+	gen := t.jwksGen.Load()
+	if e := t.jwksCache.Load(); e != nil && e.gen == gen {
+		return e.body
 	}
 	t.keyMu.RLock()
 	set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{}}
@@ -363,9 +379,19 @@ func (t *tenant) jwks() []byte {
 	}
 	t.keyMu.RUnlock()
 	b, _ := json.Marshal(set)
-	t.jwksCache.Store(&b)
+	t.jwksCache.Store(&jwksCacheEntry{gen: gen, body: b})
 	return b
 }
+
+// jwksCacheEntry is a computed JWK Set and the generation it was computed at;
+// an entry of an older generation is never served.
+type jwksCacheEntry struct {
+	gen  uint64
+	body []byte
+}
+
+// invalidateJWKS makes the next jwks() recompute the set.
+func (t *tenant) invalidateJWKS() { t.jwksGen.Add(1) }
 
 func (t *tenant) idTokenKey(context.Context) (interface{}, error) {
 	k, err := t.activeKey()

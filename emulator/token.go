@@ -88,7 +88,7 @@ func (s *tokenStrategy) GenerateAccessToken(_ context.Context, r fosite.Requeste
 	if !ok {
 		return "", "", errors.New("emulator: unexpected session type")
 	}
-	aud := r.GetGrantedAudience()
+	aud := tokenAudience(r) // the grant's, narrowed by resource (authorize.go)
 	if len(aud) == 0 {
 		return "", "", ErrInvalidTarget.WithHint("No resource or audience was requested and the client has no default audience.")
 	}
