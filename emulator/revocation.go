@@ -120,9 +120,18 @@ func (r *revocations) tokenInactive(c *AccessClaims, kid string) string {
 		if e, ok := r.grants[g]; ok && e.at >= c.IssuedAt {
 			return "ancestor grant " + g + " revoked: " + e.reason
 		}
+		if _, ok := r.jtis[g]; ok {
+			return "ancestor token " + g + " revoked"
+		}
 	}
 	if e, ok := r.clients[c.ClientID]; ok && e.at >= c.IssuedAt {
 		return "client " + c.ClientID + " revoked: " + e.reason
+	}
+	// A token whose subject is an agent (a client) dies with that agent,
+	// whoever holds it. A user's subject never equals a client id
+	// (configuration refuses it).
+	if e, ok := r.clients[c.Subject]; ok && e.at >= c.IssuedAt {
+		return "subject " + c.Subject + " revoked: " + e.reason
 	}
 	for _, id := range c.Act.clientIDs() {
 		if e, ok := r.clients[id]; ok && e.at >= c.IssuedAt {
