@@ -59,13 +59,11 @@ type KeyInfo struct {
 
 // Keys lists a tenant's keys.
 func (p *IdP) Keys(ctx context.Context, tenant string) ([]KeyInfo, error) {
-	var out struct {
-		Keys []KeyInfo `json:"keys"`
-	}
+	var out []KeyInfo
 	if err := p.do(ctx, http.MethodGet, "/admin/v1/tenants/"+url.PathEscape(tenant)+"/keys", nil, &out); err != nil {
 		return nil, err
 	}
-	return out.Keys, nil
+	return out, nil
 }
 
 // KeyAction rotates keys (kid empty, action "rotate"), or withdraws or

@@ -76,11 +76,11 @@ var mutations = map[string]mutation{
 	"exp-past":    {doc: "expired 5 minutes ago", pre: func(m *MintRequest, _ *mintCtx, _ string) { m.Lifetime, m.Offset = "5m", "-10m" }},
 	"exp-skew":    {doc: "expired 30 seconds ago (skew probe)", pre: func(m *MintRequest, _ *mintCtx, _ string) { m.Lifetime, m.Offset = "5m", "-5m30s" }},
 	"exp-missing": {doc: "no exp claim", pre: setClaim("exp", nil)},
-	"nbf-future": {doc: "nbf one hour ahead", pre: func(m *MintRequest, c *mintCtx, _ string) {
-		m.Claims["nbf"] = c.now.Add(time.Hour).Unix()
-		m.Lifetime = "2h"
+	"nbf-future": {doc: "nbf ten minutes ahead (exp 14 minutes ahead)", pre: func(m *MintRequest, c *mintCtx, _ string) {
+		m.Claims["nbf"] = c.now.Add(10 * time.Minute).Unix()
+		m.Lifetime = "14m"
 	}},
-	"iat-future":   {doc: "iat one hour ahead", pre: func(m *MintRequest, _ *mintCtx, _ string) { m.Lifetime, m.Offset = "1h", "1h" }},
+	"iat-future":   {doc: "iat ten minutes ahead (a 5 minute token from the future)", pre: func(m *MintRequest, _ *mintCtx, _ string) { m.Lifetime, m.Offset = "5m", "10m" }},
 	"lifetime-24h": {doc: "valid for 24 hours", pre: func(m *MintRequest, _ *mintCtx, _ string) { m.Lifetime = "24h" }},
 	"aud-sibling":  {doc: "aud of a sibling resource server", pre: setClaim("aud", "https://sibling.agentsso.invalid/mcp")},
 	"aud-upstream": {doc: "aud of the upstream API behind the gateway", pre: func(m *MintRequest, c *mintCtx, _ string) {
@@ -135,7 +135,7 @@ var mutations = map[string]mutation{
 	}},
 	"kid-traversal": {doc: `kid "../../../../dev/null", HS256 with an empty key`, pre: func(m *MintRequest, _ *mintCtx, _ string) {
 		m.Key = "hs256"
-		m.HS256Secret = ""
+		m.HS256SecretFrom = "empty"
 		m.Header["kid"] = "../../../../../../dev/null"
 	}},
 	"kid-sqli": {doc: `kid "x' UNION SELECT 'k'--", HS256 with key "k"`, pre: func(m *MintRequest, _ *mintCtx, _ string) {

@@ -54,6 +54,9 @@ type state struct {
 	skipped []string
 	revoked time.Time
 	keysed  bool
+	// auditFrom is the size of the target's audit file when the scenario
+	// began: only records written since then are judged.
+	auditFrom int64
 }
 
 type violation struct {
@@ -194,9 +197,9 @@ func (r *Runner) selected() []*Scenario {
 	return out
 }
 
-func (e *env) runScenario(ctx context.Context, s *Scenario, done map[string]Status) Result {
+func (e *env) runScenario(ctx context.Context, s *Scenario, done map[string]Status) (res Result) {
 	t0 := time.Now()
-	res := Result{ID: s.ID, Title: s.Title, Severity: s.Severity, Tags: s.Tags, Why: strings.TrimSpace(s.Why), SpecRefs: s.Refs}
+	res = Result{ID: s.ID, Title: s.Title, Severity: s.Severity, Tags: s.Tags, Why: strings.TrimSpace(s.Why), SpecRefs: s.Refs}
 	defer func() { res.Duration = time.Since(t0) }()
 	for _, f := range s.Requires {
 		if !e.r.Target.Has(f) {
@@ -215,6 +218,11 @@ func (e *env) runScenario(ctx context.Context, s *Scenario, done map[string]Stat
 		}
 	}
 	st := &state{tokens: map[string]string{}, refs: map[string]*TokenRef{}, figures: map[string]float64{}}
+	if a := e.r.Target.Audit; a != nil {
+		if fi, err := os.Stat(a.File); err == nil {
+			st.auditFrom = fi.Size()
+		}
+	}
 	for i := range s.Steps {
 		if ctx.Err() != nil {
 			st.errs = append(st.errs, "the run's time limit was reached")
@@ -337,6 +345,7 @@ func (rep *Report) finish(strict bool) {
 		}
 	}
 	rep.Summary = sm
+	rep.Strict = strict
 	switch {
 	case !baseline:
 		rep.Verdict, rep.VerdictReason = "fail", "rs-baseline-control did not pass: the target did not accept a valid token, so no rejection can be trusted"

@@ -243,10 +243,13 @@ func judge(x Expect, r callResult, ups []recorded, cs callSpec, t *Target) judge
 		return j
 	}
 	reached := t.Kind == "gateway" && len(ups) > 0
-	dpopScheme := strings.EqualFold(cs.scheme, "DPoP")
-	wantScheme := "Bearer"
-	if dpopScheme {
-		wantScheme = "DPoP"
+	// RFC 9449 section 7.1: a DPoP request, or a DPoP-bound token, may be
+	// refused with a DPoP challenge carrying invalid_token,
+	// invalid_dpop_proof or use_dpop_nonce.
+	dpop := strings.EqualFold(cs.scheme, "DPoP") || (cs.ref != nil && cs.ref.Claims["cnf"] != nil)
+	wantScheme, wantError := "Bearer", "invalid_token"
+	if dpop {
+		wantScheme, wantError = "DPoP|Bearer", "invalid_token|invalid_dpop_proof|use_dpop_nonce"
 	}
 	switch x.Outcome {
 	case "accept":
@@ -266,7 +269,7 @@ func judge(x Expect, r callResult, ups []recorded, cs callSpec, t *Target) judge
 		if len(statuses) == 0 {
 			statuses = []int{401}
 		}
-		j.expected = fmt.Sprintf("%v with WWW-Authenticate %s error=\"invalid_token\"", statuses, wantScheme)
+		j.expected = fmt.Sprintf("%v with WWW-Authenticate %s error=%q", statuses, wantScheme, wantError)
 		if t.Kind == "gateway" {
 			j.expected += ", nothing reaching the upstream"
 		}
@@ -285,7 +288,7 @@ func judge(x Expect, r callResult, ups []recorded, cs callSpec, t *Target) judge
 			return j
 		}
 		if ch := x.Challenge; ch != nil || r.status == 401 {
-			want := Challenge{Scheme: wantScheme, Error: "invalid_token"}
+			want := Challenge{Scheme: wantScheme, Error: wantError}
 			if ch != nil {
 				want = *ch
 				if want.Scheme == "" {
@@ -375,12 +378,14 @@ func checkChallenge(h http.Header, want Challenge) string {
 		return "no WWW-Authenticate header (RFC 6750 section 3)"
 	}
 	all := strings.Join(vals, ", ")
+	schemes := strings.Split(want.Scheme, "|")
+	errs := strings.Split(want.Error, "|")
 	for _, v := range vals {
 		scheme, params := parseChallenge(v)
-		if !strings.EqualFold(scheme, want.Scheme) {
+		if !slices.ContainsFunc(schemes, func(s string) bool { return strings.EqualFold(s, scheme) }) {
 			continue
 		}
-		if want.Error != "" && params["error"] != want.Error {
+		if want.Error != "" && !slices.Contains(errs, params["error"]) {
 			if params["error"] == "" {
 				return fmt.Sprintf("the %s challenge has no error=%q (RFC 6750 section 3.1): %s", scheme, want.Error, all)
 			}
@@ -452,6 +457,10 @@ func (e *env) checkAudit(name string, a *AuditStep, st *state) {
 		return
 	}
 	defer f.Close()
+	if _, err := f.Seek(st.auditFrom, 0); err != nil {
+		st.errs = append(st.errs, name+": "+err.Error())
+		return
+	}
 	raw, _ := os.ReadFile(sink.File)
 	for _, tok := range e.minted {
 		if len(tok) > 20 && strings.Contains(string(raw), tok) {

@@ -107,10 +107,10 @@ func TestServeStateDirKeepsIdentity(t *testing.T) {
 	}
 }
 
-func TestDemo(t *testing.T) {
+func TestTour(t *testing.T) {
 	var out bytes.Buffer
-	err := runDemo(context.Background(), &out, false)
+	err := runTour(context.Background(), &out, false)
 	if err != nil {
-		t.Fatalf("demo failed: %v\n%s", err, out.String())
+		t.Fatalf("tour failed: %v\n%s", err, out.String())
 	}
 }

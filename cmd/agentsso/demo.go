@@ -19,12 +19,12 @@ import (
 	"github.com/agentsso/agentsso/emulator/audit"
 )
 
-func newDemoCmd() *cobra.Command {
+func newTourCmd() *cobra.Command {
 	var keep bool
 	cmd := &cobra.Command{
-		Use:   "demo",
+		Use:   "tour",
 		Short: "Start the emulator on the embedded default and walk through the agent identity flows",
-		Long: `demo starts the emulator in-process on free 127.0.0.1 ports with the embedded default
+		Long: `tour starts the emulator in-process on free 127.0.0.1 ports with the embedded default
 configuration and walks through what an agent and a gateway do: discovery, an agent's
 client_credentials token, introspection by the gateway, token exchange with an act chain,
 a refused audience, a cross-tenant replay, revocation and its cascade, and the audit trail.
@@ -32,7 +32,7 @@ Each step says what is expected and what happened; the exit status is 1 if any s
 did not behave as a conforming IdP must.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runDemo(cmd.Context(), cmd.OutOrStdout(), keep)
+			return runTour(cmd.Context(), cmd.OutOrStdout(), keep)
 		},
 	}
 	cmd.Flags().BoolVar(&keep, "keep", false, "keep the emulator running after the walk-through, until Ctrl-C")
@@ -77,10 +77,10 @@ func (d *demo) post(endpoint, user, pass string, form url.Values) (int, map[stri
 	return resp.StatusCode, m
 }
 
-func runDemo(ctx context.Context, out io.Writer, keep bool) error {
+func runTour(ctx context.Context, out io.Writer, keep bool) error {
 	cfg := emulator.DefaultConfig()
 	cfg.Addr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
-	dir, err := os.MkdirTemp("", "agentsso-demo-")
+	dir, err := os.MkdirTemp("", "agentsso-tour-")
 	if err != nil {
 		return err
 	}
@@ -174,12 +174,12 @@ func runDemo(ctx context.Context, out io.Writer, keep bool) error {
 
 	fmt.Fprintln(out)
 	if d.failed > 0 {
-		fmt.Fprintf(out, "demo: %d step(s) did not behave as expected\n", d.failed)
+		fmt.Fprintf(out, "tour: %d step(s) did not behave as expected\n", d.failed)
 		return exitError(1)
 	}
-	fmt.Fprintln(out, "demo: every step behaved as expected. Next: `agentsso serve`, then point a gateway at an issuer above.")
+	fmt.Fprintln(out, "tour: every step behaved as expected. Next: `agentsso serve`, then point a gateway at an issuer above.")
 	if keep {
-		fmt.Fprintln(out, "demo: emulator still running; Ctrl-C to stop")
+		fmt.Fprintln(out, "tour: emulator still running; Ctrl-C to stop")
 		<-ctx.Done()
 	}
 	return nil

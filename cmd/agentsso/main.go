@@ -1,8 +1,10 @@
 // Command agentsso is a local emulator and conformance harness for the
 // identity of AI agents.
 //
-//	agentsso demo      # emulator on the embedded default, walked through the agent flows
+//	agentsso demo      # emulator + reference gateway + the whole scenario catalogue, with reports
+//	agentsso tour      # the emulator on the embedded default, walked through the agent flows
 //	agentsso serve     # the multi-tenant IdP with its admin API
+//	agentsso run       # the scenario catalogue against your gateway or resource server
 //	agentsso env       # the environment variables agentsso reads
 //	agentsso config    # print or check a configuration
 package main
@@ -49,7 +51,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newDemoCmd(), newLoadCmd(), newEnvCmd(), newConfigCmd())
+	root.AddCommand(newServeCmd(), newDemoCmd(), newTourCmd(), newRunCmd(), newScenariosCmd(), newReportCmd(), newLoadCmd(), newKeysCmd(), newEnvCmd(), newConfigCmd())
 	return root
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/agentsso/agentsso/emulator"
 	"github.com/agentsso/agentsso/emulator/audit"
 	"github.com/agentsso/agentsso/emulator/tlsca"
+	"github.com/agentsso/agentsso/softhsm"
 )
 
 type serveFlags struct {
@@ -97,6 +98,7 @@ type running struct {
 	auditLog *audit.Log
 	auditPth string
 	caFile   string
+	keys     softhsm.Store
 	public   *http.Server
 	admin    *http.Server
 	errc     chan error
@@ -174,10 +176,22 @@ func start(ctx context.Context, cfg emulator.Config, out io.Writer) (*running, e
 			opts = append(opts, emulator.WithAuditor(l))
 		}
 	}
+	ks, err := openKeyStore(ctx, cfg)
+	if err != nil {
+		ln.Close()
+		aln.Close()
+		if r.auditLog != nil {
+			r.auditLog.Close()
+		}
+		return nil, err
+	}
+	r.keys = ks
+	opts = append(opts, emulator.WithKeyStore(ks))
 	srv, err := emulator.New(ctx, cfg, opts...)
 	if err != nil {
 		ln.Close()
 		aln.Close()
+		ks.Close()
 		if r.auditLog != nil {
 			r.auditLog.Close()
 		}
@@ -223,6 +237,9 @@ func (r *running) stop() error {
 	err := errors.Join(r.public.Shutdown(ctx), r.admin.Shutdown(ctx))
 	if r.auditLog != nil {
 		err = errors.Join(err, r.auditLog.Close())
+	}
+	if r.keys != nil {
+		err = errors.Join(err, r.keys.Close())
 	}
 	return err
 }
