@@ -34,7 +34,7 @@ func run(t testing.TB, flaws refgw.Flaws, only ...string) *conformance.Report {
 		IdP:       &conformance.IdP{URL: env.URL, AdminURL: env.AdminURL},
 		Target:    s.Target,
 		Catalogue: catalogue(t),
-		Opts:      conformance.Options{Only: only, Version: "test", PollBound: 10 * time.Second},
+		Opts:      conformance.Options{Only: only, Version: "test", PollBound: 7 * time.Second},
 	}
 	rep, err := r.Run(context.Background())
 	if err != nil {
@@ -82,6 +82,7 @@ var negativeControls = map[string][]string{
 	"token-passthrough":        {refgw.FlawPassthrough},
 	"jwt-header-key-injection": {refgw.FlawTrustHeaderKeys},
 	"audit-record-fields":      {refgw.FlawNoAudit},
+	"jwt-key-rotation":         {refgw.FlawNoKeyRefetch, refgw.FlawKeepRemovedKeys},
 	"rs-baseline-control":      {refgw.FlawNoResourceMetadata},
 }
 
@@ -96,6 +97,7 @@ func TestNegativeControls(t *testing.T) {
 		}
 		for _, flaw := range flaws {
 			t.Run(s.ID+"/"+flaw, func(t *testing.T) {
+				t.Parallel()
 				// Introspection at the emulator is a second line of defence
 				// that would hide a local check turned off; only the
 				// revocation scenario keeps it.
