@@ -182,7 +182,7 @@ func writeReports(out io.Writer, dir string, rep *conformance.Report) error {
 		return err
 	}
 	s := rep.Summary
-	fmt.Fprintf(out, "\n%s: %d scenarios: %d pass, %d fail, %d warn, %d skip, %d error\n", strings.ToUpper(rep.Verdict), s.Total, s.Pass, s.Fail, s.Warn, s.Skip, s.Error)
+	fmt.Fprintf(out, "\n%s: %d scenarios in %.1f s: %d pass, %d fail, %d warn, %d skip, %d error\n", strings.ToUpper(rep.Verdict), s.Total, rep.Duration.Seconds(), s.Pass, s.Fail, s.Warn, s.Skip, s.Error)
 	fmt.Fprintf(out, "%s\n", rep.VerdictReason)
 	fmt.Fprintf(out, "reports: %s\n", strings.Join(paths, " "))
 	if rep.ExitCode() != 0 {
