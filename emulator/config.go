@@ -59,7 +59,8 @@ type AuditConfig struct {
 // KeysConfig selects the key custody backend. The emulator itself only
 // consumes a softhsm.Store; cmd/agentsso opens the backend named here.
 type KeysConfig struct {
-	// Backend is memory, pkcs11 or tpm.
+	// Backend is auto (SoftHSM2 when installed, memory otherwise),
+	// memory, pkcs11 or tpm.
 	Backend string `yaml:"backend" mapstructure:"backend"`
 	// Alg is the default signing algorithm of a tenant (ES256).
 	Alg    string       `yaml:"alg" mapstructure:"alg"`
@@ -96,8 +97,11 @@ type LifetimeConfig struct {
 type TenantConfig struct {
 	Name string `yaml:"name" mapstructure:"name"`
 	// Alg is the signing algorithm of the tenant's keys (keys.alg if empty).
-	Alg       string         `yaml:"alg" mapstructure:"alg"`
-	Lifetimes LifetimeConfig `yaml:"lifetimes" mapstructure:"lifetimes"`
+	Alg string `yaml:"alg" mapstructure:"alg"`
+	// KeysBackend keeps this tenant's keys in another backend than
+	// keys.backend (auto, memory, pkcs11 or tpm).
+	KeysBackend string         `yaml:"keys_backend" mapstructure:"keys_backend"`
+	Lifetimes   LifetimeConfig `yaml:"lifetimes" mapstructure:"lifetimes"`
 	// Scopes is the tenant's scope catalogue. Clients may only hold scopes
 	// from it ("openid" and "offline_access" are always known).
 	Scopes []string `yaml:"scopes" mapstructure:"scopes"`
@@ -245,6 +249,10 @@ var knownAuthMethods = []string{"client_secret_basic", "client_secret_post", "pr
 
 var knownAlgs = []string{"ES256", "ES384", "RS256", "PS256", "EdDSA"}
 
+// keyBackends: auto is SoftHSM2 (pkcs11) when it is installed, memory
+// otherwise.
+var keyBackends = []string{"auto", "memory", "pkcs11", "tpm"}
+
 // Validate checks the configuration and fills defaults. Every error names
 // the field and the fix.
 func (c *Config) Validate() error {
@@ -282,8 +290,8 @@ func (c *Config) Validate() error {
 	if c.Keys.Backend == "" {
 		c.Keys.Backend = "memory"
 	}
-	if !slices.Contains([]string{"memory", "pkcs11", "tpm"}, c.Keys.Backend) {
-		bad("keys.backend", "unknown %q: want memory, pkcs11 or tpm", c.Keys.Backend)
+	if !slices.Contains(keyBackends, c.Keys.Backend) {
+		bad("keys.backend", "unknown %q: want auto, memory, pkcs11 or tpm", c.Keys.Backend)
 	}
 	if c.Keys.Alg == "" {
 		c.Keys.Alg = "ES256"
@@ -324,6 +332,9 @@ func (t *TenantConfig) validate(f string, c *Config) error {
 	}
 	if !slices.Contains(knownAlgs, t.Alg) {
 		bad(f+".alg", "unknown %q: want one of %s", t.Alg, strings.Join(knownAlgs, ", "))
+	}
+	if t.KeysBackend != "" && !slices.Contains(keyBackends, t.KeysBackend) {
+		bad(f+".keys_backend", "unknown %q: want auto, memory, pkcs11 or tpm (or leave it empty for keys.backend)", t.KeysBackend)
 	}
 	fillLifetimes(&t.Lifetimes, c.Defaults)
 	checkLifetimes(bad, f+".lifetimes", t.Lifetimes)

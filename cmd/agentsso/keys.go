@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"text/tabwriter"
 
@@ -17,24 +18,127 @@ import (
 	"github.com/agentsso/agentsso/softhsm"
 )
 
-// openKeyStore opens the key custody backend the configuration names.
-// For pkcs11 without a module or URI, agentsso runs its own SoftHSM2 token
-// under {state_dir}/softhsm, initialised on first use; for tpm without a
-// device, its own swtpm under {state_dir}/swtpm. Keys persist across
-// restarts in both.
-func openKeyStore(ctx context.Context, cfg emulator.Config) (softhsm.Store, error) {
-	state := cfg.StateDir
-	need := func(what string) (string, error) {
-		if state == "" {
-			return "", fmt.Errorf("keys.backend %s keeps its %s under the state directory: set --state-dir (or AGENTSSO_STATE_DIR)", cfg.Keys.Backend, what)
-		}
-		return state, nil
+// keyStore is the opened key custody: one store, or a router when
+// tenants ask for different backends.
+type keyStore struct {
+	softhsm.Store
+	// notes say where keys live when that is not obvious (a temporary
+	// directory, auto's choice).
+	notes []string
+	tmp   string
+}
+
+func (k *keyStore) Close() error {
+	err := k.Store.Close()
+	if k.tmp != "" {
+		_ = os.RemoveAll(k.tmp)
 	}
-	switch cfg.Keys.Backend {
-	case "", "memory":
+	return err
+}
+
+// resolveBackend turns auto into pkcs11 (SoftHSM2 installed) or memory.
+func resolveBackend(b string) string {
+	if b == "" || b == "auto" {
+		if softhsm.SoftHSM2Available() {
+			return "pkcs11"
+		}
+		return "memory"
+	}
+	return b
+}
+
+// openKeyStore opens the key custody backends the configuration names:
+// keys.backend, and any tenant's keys_backend. For pkcs11 without a module
+// or URI, agentsso runs its own SoftHSM2 token under {state_dir}/softhsm,
+// initialised on first use; for tpm without a device, its own swtpm under
+// {state_dir}/swtpm. Keys persist across restarts in both. Without a state
+// directory they live in a temporary one, for as long as the process.
+func openKeyStore(ctx context.Context, cfg emulator.Config) (*keyStore, error) {
+	ks := &keyStore{}
+	state := cfg.StateDir
+	if state == "" {
+		needsDir := false
+		for _, b := range append([]string{cfg.Keys.Backend}, tenantBackends(cfg)...) {
+			if r := resolveBackend(b); r == "pkcs11" || r == "tpm" {
+				needsDir = true
+			}
+		}
+		if needsDir {
+			d, err := os.MkdirTemp("", "agentsso-keys-")
+			if err != nil {
+				return nil, err
+			}
+			ks.tmp, state = d, d
+			ks.notes = append(ks.notes, "keys are in a temporary directory for this process only: set --state-dir to keep them")
+		}
+	}
+	if cfg.Keys.Backend == "" || cfg.Keys.Backend == "auto" {
+		ks.notes = append(ks.notes, "keys.backend auto chose "+resolveBackend("auto"))
+	}
+	opened := map[string]softhsm.Store{}
+	open := func(b string) (softhsm.Store, error) {
+		b = resolveBackend(b)
+		if s, ok := opened[b]; ok {
+			return s, nil
+		}
+		s, err := openBackend(b, state, cfg)
+		if err != nil {
+			return nil, err
+		}
+		opened[b] = s
+		return s, nil
+	}
+	def, err := open(cfg.Keys.Backend)
+	if err != nil {
+		ks.cleanup(opened)
+		return nil, err
+	}
+	router := &softhsm.Router{Default: def, ByTenant: map[string]softhsm.Store{}}
+	for _, t := range cfg.Tenants {
+		if t.KeysBackend == "" {
+			continue
+		}
+		s, err := open(t.KeysBackend)
+		if err != nil {
+			ks.cleanup(opened)
+			return nil, fmt.Errorf("tenants %s keys_backend: %w", t.Name, err)
+		}
+		router.ByTenant[t.Name] = s
+	}
+	ks.Store = def
+	if len(router.ByTenant) > 0 {
+		ks.Store = router
+	}
+	return ks, nil
+}
+
+func (k *keyStore) cleanup(opened map[string]softhsm.Store) {
+	for _, s := range opened {
+		_ = s.Close()
+	}
+	if k.tmp != "" {
+		_ = os.RemoveAll(k.tmp)
+	}
+}
+
+func tenantBackends(cfg emulator.Config) []string {
+	var out []string
+	for _, t := range cfg.Tenants {
+		if t.KeysBackend != "" {
+			out = append(out, t.KeysBackend)
+		}
+	}
+	return out
+}
+
+// openBackend opens one backend; pkcs11 and tpm keep their state under
+// state.
+func openBackend(backend, state string, cfg emulator.Config) (softhsm.Store, error) {
+	switch backend {
+	case "memory":
 		dir := ""
-		if state != "" {
-			dir = filepath.Join(state, "keys", "memory")
+		if cfg.StateDir != "" {
+			dir = filepath.Join(cfg.StateDir, "keys", "memory")
 		}
 		return softhsm.NewMemory(dir)
 	case "pkcs11":
@@ -42,11 +146,10 @@ func openKeyStore(ctx context.Context, cfg emulator.Config) (softhsm.Store, erro
 		if p.URI != "" || p.Module != "" {
 			return softhsm.NewPKCS11(softhsm.PKCS11Config{URI: p.URI, Module: p.Module, Token: p.TokenLabel, PIN: p.PIN})
 		}
-		st, err := need("SoftHSM2 token")
-		if err != nil {
-			return nil, err
+		if !softhsm.SoftHSM2Available() {
+			return nil, errors.New("keys.backend pkcs11 without keys.pkcs11.module or uri runs agentsso's own SoftHSM2 token, and SoftHSM2 is not usable here: install it (apt-get install softhsm2) and build with cgo, or set keys.backend memory")
 		}
-		dir := filepath.Join(st, "softhsm")
+		dir := filepath.Join(state, "softhsm")
 		so, pin, err := softhsmPINs(dir, p)
 		if err != nil {
 			return nil, err
@@ -61,14 +164,13 @@ func openKeyStore(ctx context.Context, cfg emulator.Config) (softhsm.Store, erro
 		}
 		return softhsm.NewPKCS11(pc)
 	case "tpm":
-		st, err := need("TPM key blobs")
-		if err != nil {
-			return nil, err
-		}
-		tc := softhsm.TPMConfig{KeyDir: filepath.Join(st, "keys", "tpm")}
+		tc := softhsm.TPMConfig{KeyDir: filepath.Join(state, "keys", "tpm")}
 		switch d := cfg.Keys.TPM.Device; {
 		case d == "":
-			tc.StateDir = filepath.Join(st, "swtpm")
+			if _, err := exec.LookPath("swtpm"); err != nil {
+				return nil, errors.New("keys.backend tpm without keys.tpm.device starts agentsso's own swtpm, which is not installed: apt-get install swtpm, or set keys.tpm.device to a TPM (/dev/tpmrm0) or a running swtpm (host:port)")
+			}
+			tc.StateDir = filepath.Join(state, "swtpm")
 		case filepath.IsAbs(d):
 			tc.Device = d
 		default:
@@ -76,7 +178,7 @@ func openKeyStore(ctx context.Context, cfg emulator.Config) (softhsm.Store, erro
 		}
 		return softhsm.NewTPM(tc)
 	}
-	return nil, fmt.Errorf("keys.backend: unknown %q (want memory, pkcs11 or tpm)", cfg.Keys.Backend)
+	return nil, fmt.Errorf("keys.backend: unknown %q (want auto, memory, pkcs11 or tpm)", backend)
 }
 
 // softhsmPINs returns the PINs of agentsso's own SoftHSM2 token: the
@@ -130,10 +232,15 @@ PKCS#11 token; list reads CKA_EXTRACTABLE and CKA_NEVER_EXTRACTABLE back from th
 	fl.StringVar(&f.config, "config", "", "configuration file (YAML); default: $AGENTSSO_CONFIG or the embedded default")
 	fl.StringVar(&f.stateDir, "state-dir", "", "state directory")
 	withStore := func(run func(cmd *cobra.Command, cfg emulator.Config, ks softhsm.Store, args []string) error) func(*cobra.Command, []string) error {
+		// keys without a state directory would act on a temporary one
+		// that disappears: refuse rather than mislead.
 		return func(cmd *cobra.Command, args []string) error {
 			cfg, _, err := f.load()
 			if err != nil {
 				return err
+			}
+			if cfg.StateDir == "" {
+				return errors.New("keys needs the state directory the emulator uses: pass --state-dir (or set AGENTSSO_STATE_DIR)")
 			}
 			ks, err := openKeyStore(cmd.Context(), cfg)
 			if err != nil {

@@ -213,3 +213,37 @@ func agentWithHSMKey(t *testing.T, r *running) {
 		t.Fatal("no token for the agent with an HSM-held key")
 	}
 }
+
+// TestPerTenantBackends keeps acme's keys in swtpm and globex's in the
+// default backend, in one emulator.
+func TestPerTenantBackends(t *testing.T) {
+	_, err := exec.LookPath("swtpm")
+	requirePart(t, "swtpm", err == nil)
+	dir := t.TempDir()
+	cfgFile := dir + "/cfg.yaml"
+	yaml := strings.Replace(string(emulator.DefaultYAML()), "  - name: acme\n", "  - name: acme\n    keys_backend: tpm\n", 1)
+	yaml = strings.Replace(yaml, "backend: auto", "backend: memory", 1)
+	if err := os.WriteFile(cfgFile, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := serveFlags{config: cfgFile, addr: "127.0.0.1:0", adminAddr: "127.0.0.1:0", stateDir: dir}
+	cfg, _, err := f.load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	r, err := start(context.Background(), cfg, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.stop()
+	if !strings.Contains(out.String(), "acme=tpm") || !strings.Contains(out.String(), "globex=memory") {
+		t.Fatalf("serve does not say which backend each tenant uses:\n%s", out.String())
+	}
+	keys, err := r.srv.Keys("acme")
+	if err != nil || len(keys) == 0 || keys[0].Backend != "tpm" {
+		t.Fatalf("acme keys %+v, %v: want a tpm key", keys, err)
+	}
+	tok := clientCredentials(t, r.url+"/t/acme/token", "support-bot", "support-bot-secret", nil)
+	verifyWithJWKS(t, r.url+"/t/acme/jwks", tok)
+}

@@ -26,6 +26,7 @@ import (
 
 type loadFlags struct {
 	url, grant, cpuServer, cpuLoad    string
+	keysBackend, stateDir             string
 	concurrency, runs, tenants, procs int
 	duration                          time.Duration
 	maxRequests                       int64
@@ -65,6 +66,8 @@ All traffic goes to 127.0.0.1; every run stops after --duration or --max-request
 	fl.StringVar(&f.cpuLoad, "load-cpu", "1", "CPU the load generator is pinned to (empty: no pinning)")
 	fl.BoolVar(&f.startupOnly, "startup-only", false, "measure only the cold start")
 	fl.BoolVar(&f.audit, "audit", true, "run the started server with its audit log on")
+	fl.StringVar(&f.keysBackend, "keys-backend", "memory", "key backend of the started server: memory, pkcs11 (SoftHSM2) or tpm (swtpm)")
+	fl.StringVar(&f.stateDir, "state-dir", "", "state directory of the started server, kept across runs (default: a new temporary one per run); with pkcs11 or tpm the first run creates the keys and later runs start with existing ones")
 	return cmd
 }
 
@@ -135,6 +138,11 @@ func loadRun(ctx context.Context, out io.Writer, f loadFlags) (loadResult, error
 			return res, err
 		}
 		args := []string{"serve", "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}
+		state := f.stateDir
+		if state == "" {
+			state = filepath.Join(dir, "state")
+		}
+		args = append(args, "--state-dir", state)
 		if f.tenants > 0 {
 			p := filepath.Join(dir, "tenants.yaml")
 			if err := os.WriteFile(p, generatedTenants(f.tenants), 0o600); err != nil {
@@ -150,7 +158,7 @@ func loadRun(ctx context.Context, out io.Writer, f loadFlags) (loadResult, error
 			}
 		}
 		cmd := exec.Command(name, args...)
-		cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(f.procs))
+		cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(f.procs), "AGENTSSO_KEYS_BACKEND="+f.keysBackend)
 		if f.audit {
 			cmd.Env = append(cmd.Env, "AGENTSSO_AUDIT_PATH="+filepath.Join(dir, "audit.jsonl"))
 		} else {

@@ -98,7 +98,7 @@ type running struct {
 	auditLog *audit.Log
 	auditPth string
 	caFile   string
-	keys     softhsm.Store
+	keys     *keyStore
 	public   *http.Server
 	admin    *http.Server
 	errc     chan error
@@ -186,7 +186,7 @@ func start(ctx context.Context, cfg emulator.Config, out io.Writer) (*running, e
 		return nil, err
 	}
 	r.keys = ks
-	opts = append(opts, emulator.WithKeyStore(ks))
+	opts = append(opts, emulator.WithKeyStore(ks.Store))
 	srv, err := emulator.New(ctx, cfg, opts...)
 	if err != nil {
 		ln.Close()
@@ -213,6 +213,16 @@ func start(ctx context.Context, cfg emulator.Config, out io.Writer) (*running, e
 	}
 	fmt.Fprintf(out, "agentsso: issuers %s\n", strings.Join(iss, " "))
 	fmt.Fprintf(out, "agentsso: keys in %s backend", srv.KeyBackend())
+	if rt, ok := ks.Store.(*softhsm.Router); ok {
+		var per []string
+		for _, t := range srv.Tenants() {
+			per = append(per, t+"="+rt.BackendOf(t))
+		}
+		fmt.Fprintf(out, " (%s)", strings.Join(per, " "))
+	}
+	for _, n := range ks.notes {
+		fmt.Fprintf(out, "; %s", n)
+	}
 	if r.auditPth != "" {
 		fmt.Fprintf(out, "; audit log %s", r.auditPth)
 	}
