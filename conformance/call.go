@@ -89,6 +89,9 @@ type callSpec struct {
 	inQuery bool
 	dpop    *DPoPSpec
 	tool    string
+	// session, when set, is an MCP session opened earlier: the call goes
+	// into it without initializing.
+	session string
 }
 
 // callResult is what came back.
@@ -98,28 +101,37 @@ type callResult struct {
 	status int
 	header http.Header
 	err    error
+	// session is the MCP session the call opened or used.
+	session string
+	// echoed is true when the response body contained the token.
+	echoed bool
 }
 
 // do performs the call. For an MCP target it initializes a session with
 // the token, then calls the tool; the last exchange is the one judged.
 func (c *caller) do(ctx context.Context, cs callSpec) callResult {
 	if c.target.Protocol == "mcp" {
-		init := map[string]any{"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": map[string]any{
-			"protocolVersion": "2025-06-18", "capabilities": map[string]any{},
-			"clientInfo": map[string]any{"name": "agentsso", "version": c.version}}}
-		r := c.send(ctx, cs, init, "")
-		if r.err != nil || r.status < 200 || r.status > 299 {
-			return r
+		sid := cs.session
+		if sid == "" {
+			init := map[string]any{"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": map[string]any{
+				"protocolVersion": "2025-06-18", "capabilities": map[string]any{},
+				"clientInfo": map[string]any{"name": "agentsso", "version": c.version}}}
+			r := c.send(ctx, cs, init, "")
+			if r.err != nil || r.status < 200 || r.status > 299 {
+				return r
+			}
+			sid = r.header.Get("Mcp-Session-Id")
+			note := map[string]any{"jsonrpc": "2.0", "method": "notifications/initialized"}
+			_ = c.send(ctx, cs, note, sid)
 		}
-		sid := r.header.Get("Mcp-Session-Id")
 		tool := cs.tool
 		if tool == "" {
 			tool = c.target.Tool
 		}
-		note := map[string]any{"jsonrpc": "2.0", "method": "notifications/initialized"}
-		_ = c.send(ctx, cs, note, sid)
 		call := map[string]any{"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": map[string]any{"name": tool, "arguments": map[string]any{}}}
-		return c.send(ctx, cs, call, sid)
+		r := c.send(ctx, cs, call, sid)
+		r.session = sid
+		return r
 	}
 	var body any
 	if c.target.Body != "" {
@@ -201,6 +213,7 @@ func (c *caller) send(ctx context.Context, cs callSpec, payload any, session str
 			res.resp.Headers[h] = strings.Join(v, ", ")
 		}
 	}
+	res.echoed = len(cs.token) > 16 && strings.Contains(string(b), cs.token)
 	res.resp.Body = truncate(redact(string(b), cs.token), 2048)
 	return res
 }

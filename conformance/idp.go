@@ -83,6 +83,25 @@ func (p *IdP) KeyAction(ctx context.Context, tenant, action, kid string) error {
 	return fmt.Errorf("unknown key action %q", action)
 }
 
+// Fault injects a failure at one of a tenant's endpoints (docs/ADMIN.md).
+type Fault struct {
+	Endpoint string `json:"endpoint" yaml:"endpoint"`
+	Mode     string `json:"mode" yaml:"mode"`
+	Status   int    `json:"status,omitempty" yaml:"status"`
+	Delay    string `json:"delay,omitempty" yaml:"delay"`
+	Count    int    `json:"count,omitempty" yaml:"count"`
+}
+
+// SetFault injects a fault.
+func (p *IdP) SetFault(ctx context.Context, tenant string, f Fault) error {
+	return p.do(ctx, http.MethodPost, "/admin/v1/tenants/"+url.PathEscape(tenant)+"/faults", f, nil)
+}
+
+// ClearFaults removes every fault of a tenant.
+func (p *IdP) ClearFaults(ctx context.Context, tenant string) error {
+	return p.do(ctx, http.MethodDelete, "/admin/v1/tenants/"+url.PathEscape(tenant)+"/faults", nil, nil)
+}
+
 // ResetTenant restores a tenant's configured state.
 func (p *IdP) ResetTenant(ctx context.Context, tenant string) error {
 	return p.do(ctx, http.MethodPost, "/admin/v1/tenants/"+url.PathEscape(tenant)+"/reset", map[string]any{}, nil)

@@ -153,6 +153,31 @@ var mutations = map[string]mutation{
 		m.Claims["act"] = map[string]any{"sub": "agent-b", "act": map[string]any{"sub": "agent-a"}}
 	}},
 	"sub-user-id": {doc: "a client_credentials token whose sub equals a user's id", pre: setClaim("sub", "user-alice")},
+	"act-allowed-current": {doc: "act: the target's allowed actor is the current actor, another agent before it", pre: func(m *MintRequest, c *mintCtx, _ string) {
+		m.Claims["sub"] = "user-alice"
+		m.Claims["act"] = map[string]any{"sub": c.target.AllowedActor, "act": map[string]any{"sub": "agentsso-other-agent"}}
+	}},
+	"act-allowed-nested": {doc: "act: another agent is the current actor; the target's allowed actor only acted before it", pre: func(m *MintRequest, c *mintCtx, _ string) {
+		m.Claims["sub"] = "user-alice"
+		m.Claims["act"] = map[string]any{"sub": "agentsso-other-agent", "act": map[string]any{"sub": c.target.AllowedActor}}
+	}},
+	"scope-array": {doc: "scope as a JSON array instead of a space-delimited string", pre: func(m *MintRequest, c *mintCtx, _ string) {
+		m.Claims["scope"] = strings.Fields(c.target.Scope)
+	}},
+	"scope-superstring": {doc: "a scope that merely contains the needed one (read vs readonly)", pre: func(m *MintRequest, c *mintCtx, _ string) {
+		m.Claims["scope"] = c.target.Scope + "only"
+	}},
+	"jwe-form": {doc: "a five-part JWE-shaped token instead of a JWS", post: func(t string) string {
+		h := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"dir","enc":"A256GCM"}`))
+		return h + "..AAAAAAAAAAAAAAAA." + strings.Split(t, ".")[1] + ".AAAAAAAAAAAAAAAAAAAAAA"
+	}},
+	"json-serialization": {doc: "the JWS in JSON serialization instead of compact", post: func(t string) string {
+		p := strings.Split(t, ".")
+		if len(p) != 3 {
+			return t
+		}
+		return `{"payload":"` + p[1] + `","protected":"` + p[0] + `","signature":"` + p[2] + `"}`
+	}},
 }
 
 // MutationDocs lists the mutations and what each does, sorted by name.

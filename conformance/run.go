@@ -54,6 +54,9 @@ type state struct {
 	skipped []string
 	revoked time.Time
 	keysed  bool
+	faulted bool
+	// sessions are MCP sessions saved by name.
+	sessions map[string]string
 	// auditFrom is the size of the target's audit file when the scenario
 	// began: only records written since then are judged.
 	auditFrom int64
@@ -217,7 +220,7 @@ func (e *env) runScenario(ctx context.Context, s *Scenario, done map[string]Stat
 			return res
 		}
 	}
-	st := &state{tokens: map[string]string{}, refs: map[string]*TokenRef{}, figures: map[string]float64{}}
+	st := &state{tokens: map[string]string{}, refs: map[string]*TokenRef{}, figures: map[string]float64{}, sessions: map[string]string{}}
 	if a := e.r.Target.Audit; a != nil {
 		if fi, err := os.Stat(a.File); err == nil {
 			st.auditFrom = fi.Size()
@@ -234,6 +237,9 @@ func (e *env) runScenario(ctx context.Context, s *Scenario, done map[string]Stat
 			continue
 		}
 		e.runStep(ctx, s, step, st)
+	}
+	if st.faulted {
+		_ = e.r.IdP.ClearFaults(ctx, e.r.Target.Tenant)
 	}
 	if st.keysed {
 		_ = e.r.IdP.ResetTenant(ctx, e.r.Target.Tenant)

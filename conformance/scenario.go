@@ -56,6 +56,9 @@ type Step struct {
 	Revoke *RevokeStep `yaml:"revoke"`
 	Keys   *KeysStep   `yaml:"keys"`
 	Audit  *AuditStep  `yaml:"audit"`
+	// Fault injects a failure at one of the IdP's endpoints (the target's
+	// introspection, say) until the scenario ends.
+	Fault *Fault `yaml:"fault"`
 }
 
 // TokenSpec describes a token: a named one minted earlier (Use), none
@@ -97,6 +100,11 @@ type CallStep struct {
 	Tool string `yaml:"tool"`
 	// Poll repeats the call until the expectation holds or Within passes.
 	Poll *Poll `yaml:"poll"`
+	// SaveSession names the MCP session this call opens; UseSession sends
+	// the call inside a session opened earlier (with this call's token),
+	// instead of opening its own.
+	SaveSession string `yaml:"save_session"`
+	UseSession  string `yaml:"use_session"`
 	// Expect is accept, reject, insufficient_scope, or a full Expect.
 	Expect Expect `yaml:"expect"`
 }
@@ -218,7 +226,7 @@ var idRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{1,62}$`)
 var knownKinds = []string{"gateway", "resource-server"}
 
 // KnownFeatures a target may declare.
-var KnownFeatures = []string{"rfc9068", "introspection", "dpop", "mtls", "context-binding", "token-exchange", "resource-metadata", "audit", "act-policy"}
+var KnownFeatures = []string{"rfc9068", "introspection", "dpop", "mtls", "context-binding", "token-exchange", "resource-metadata", "audit", "act-policy", "mcp"}
 
 // ParseScenario reads one scenario file strictly: unknown keys, unknown
 // mutations, outcomes and features are errors with file, line and field.
@@ -285,13 +293,13 @@ const BaselineID = "rs-baseline-control"
 func (st *Step) validate(f string, named map[string]bool, bad func(string, string, ...any) error) []error {
 	var errs []error
 	n := 0
-	for _, set := range []bool{st.Mint != nil, st.Call != nil, st.Revoke != nil, st.Keys != nil, st.Audit != nil} {
+	for _, set := range []bool{st.Mint != nil, st.Call != nil, st.Revoke != nil, st.Keys != nil, st.Audit != nil, st.Fault != nil} {
 		if set {
 			n++
 		}
 	}
 	if n != 1 {
-		return []error{bad(f, "a step needs exactly one of mint, call, revoke, keys, audit (found %d)", n)}
+		return []error{bad(f, "a step needs exactly one of mint, call, revoke, keys, audit, fault (found %d)", n)}
 	}
 	if st.Only != "" && !slices.Contains(KnownFeatures, st.Only) {
 		errs = append(errs, bad(f+".only", "unknown feature %q", st.Only))
@@ -324,6 +332,12 @@ func (st *Step) validate(f string, named map[string]bool, bad func(string, strin
 		default:
 			errs = append(errs, bad(f+".call.expect", "%q: want accept, reject, insufficient_scope or record", c.Expect.Outcome))
 		}
+		if c.UseSession != "" && !named["session:"+c.UseSession] {
+			errs = append(errs, bad(f+".call.use_session", "no earlier call saves a session %q", c.UseSession))
+		}
+		if c.SaveSession != "" {
+			named["session:"+c.SaveSession] = true
+		}
 		if c.From != "" && !strings.HasPrefix(c.From, "127.") {
 			errs = append(errs, bad(f+".call.from", "%q: source addresses must be in 127.0.0.0/8", c.From))
 		}
@@ -333,6 +347,15 @@ func (st *Step) validate(f string, named map[string]bool, bad func(string, strin
 					errs = append(errs, bad(fmt.Sprintf("%s.call.dpop.mutate[%d]", f, j), "unknown DPoP mutation %q (want one of %s)", m, strings.Join(dpopMutations, ", ")))
 				}
 			}
+		}
+	case st.Fault != nil:
+		switch st.Fault.Mode {
+		case "unavailable", "error", "ratelimit", "slow", "malformed":
+		default:
+			errs = append(errs, bad(f+".fault.mode", "%q: want unavailable, error, ratelimit, slow or malformed", st.Fault.Mode))
+		}
+		if st.Fault.Endpoint == "" {
+			errs = append(errs, bad(f+".fault.endpoint", "missing: name the IdP endpoint (token, introspect, jwks, …)"))
 		}
 	case st.Revoke != nil:
 		if !named[st.Revoke.Token] {

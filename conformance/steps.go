@@ -57,6 +57,13 @@ func (e *env) runStep(ctx context.Context, s *Scenario, step *Step, st *state) {
 		st.ev = append(st.ev, Evidence{Step: name, Note: strings.TrimSpace("keys " + step.Keys.Action + " " + kid), Verdict: "ok"})
 	case step.Audit != nil:
 		e.checkAudit(name, step.Audit, st)
+	case step.Fault != nil:
+		if err := e.r.IdP.SetFault(ctx, e.r.Target.Tenant, *step.Fault); err != nil {
+			st.errs = append(st.errs, name+": "+err.Error())
+			return
+		}
+		st.faulted = true
+		st.ev = append(st.ev, Evidence{Step: name, Note: "the IdP's " + step.Fault.Endpoint + " endpoint now answers: " + step.Fault.Mode, Verdict: "ok"})
 	}
 }
 
@@ -121,6 +128,17 @@ func (e *env) mint(ctx context.Context, label string, ts *TokenSpec) (string, *T
 
 func (e *env) runCall(ctx context.Context, name string, c *CallStep, st *state) {
 	cs := callSpec{scheme: c.Scheme, from: c.From, inQuery: c.InQuery, dpop: c.DPoP, tool: c.Tool}
+	if c.UseSession != "" {
+		if e.r.Target.Protocol != "mcp" {
+			st.skipped = append(st.skipped, name+" (MCP sessions only apply to MCP targets)")
+			return
+		}
+		cs.session = st.sessions[c.UseSession]
+		if cs.session == "" {
+			st.errs = append(st.errs, name+": the session "+c.UseSession+" was never opened (the call that should have opened it failed)")
+			return
+		}
+	}
 	switch {
 	case c.Token.None:
 	case c.Token.Use != "":
@@ -181,6 +199,12 @@ func (e *env) runCall(ctx context.Context, name string, c *CallStep, st *state) 
 	}
 	if c.Expect.Record != "" {
 		st.figures[c.Expect.Record] = float64(res.status)
+	}
+	if c.SaveSession != "" && res.session != "" {
+		st.sessions[c.SaveSession] = res.session
+	}
+	if res.echoed {
+		jd.violations = append(jd.violations, violation{sev: SHOULD, msg: "the response body repeats the token (RFC 9700 section 4.3: tokens must not leak through error messages)"})
 	}
 	evd := Evidence{Step: name, Request: &res.req, Response: &res.resp, Expected: jd.expected, Verdict: jd.verdict(), Note: jd.note}
 	if len(ups) > 0 {

@@ -45,6 +45,10 @@ type Target struct {
 	UpstreamAudience string `yaml:"upstream_audience"`
 	// Audit is the target's audit sink.
 	Audit *AuditSink `yaml:"audit"`
+	// AllowedActor is an actor the target's policy allows (act-policy):
+	// the act-current-actor scenario names it as the current actor, then
+	// only as an earlier one.
+	AllowedActor string `yaml:"allowed_actor"`
 	// BehindProxy declares that the target cannot see the caller's
 	// source address (source-address checks are skipped).
 	BehindProxy bool `yaml:"behind_proxy"`
@@ -60,8 +64,14 @@ type AuditSink struct {
 	Fields map[string]string `yaml:"fields"`
 }
 
-// Has reports whether the target declares a feature.
-func (t *Target) Has(f string) bool { return slices.Contains(t.Features, f) }
+// Has reports whether the target declares a feature. "mcp" is implied by
+// protocol mcp.
+func (t *Target) Has(f string) bool {
+	if f == "mcp" {
+		return t.Protocol == "mcp"
+	}
+	return slices.Contains(t.Features, f)
+}
 
 func (t *Target) upstreamAudience() string {
 	if t.UpstreamAudience != "" {
@@ -148,6 +158,9 @@ func (t *Target) Validate() error {
 		if h, _, err := net.SplitHostPort(t.Upstream); err != nil || !strings.HasPrefix(h, "127.") {
 			return bad("upstream", "%q: want a 127.0.0.0/8 HOST:PORT", t.Upstream)
 		}
+	}
+	if t.Has("act-policy") && t.AllowedActor == "" {
+		return bad("allowed_actor", "act-policy is declared: name an actor the policy allows")
 	}
 	if t.Audit != nil && t.Audit.File == "" {
 		return bad("audit.file", "missing: the JSON-lines file the target writes its decisions to")

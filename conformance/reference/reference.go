@@ -47,6 +47,10 @@ type Setup struct {
 // Zone is the reference gateway's compute zone.
 const Zone = "zone-a"
 
+// AllowedActor is the one actor the reference gateway's delegation policy
+// allows.
+const AllowedActor = "agent-a"
+
 // Tool is the MCP tool the harness calls, and Scope the scope it needs.
 const (
 	Tool  = "get_ticket"
@@ -79,7 +83,7 @@ func Start(o Options) (*Setup, error) {
 	if o.Dir != "" {
 		audit = filepath.Join(o.Dir, "gateway-audit.jsonl")
 	}
-	features := []string{"rfc9068", "introspection", "dpop", "context-binding", "resource-metadata"}
+	features := []string{"rfc9068", "introspection", "dpop", "context-binding", "resource-metadata", "act-policy"}
 	var exchange *refgw.ExchangeConfig
 	if !o.NoExchange {
 		exchange = &refgw.ExchangeConfig{TokenURL: iss + "/token", ClientID: o.ClientID, ClientSecret: o.Secret, Audience: o.UpstreamAudience}
@@ -93,6 +97,7 @@ func Start(o Options) (*Setup, error) {
 		DefaultScope:  Scope,
 		Introspection: &refgw.IntrospectionConfig{URL: iss + "/introspect", ClientID: o.ClientID, ClientSecret: o.Secret},
 		DPoP:          true,
+		AllowedActors: []string{AllowedActor},
 		Zone:          Zone,
 		Upstream:      "http://" + up,
 		Exchange:      exchange,
@@ -109,6 +114,7 @@ func Start(o Options) (*Setup, error) {
 	t := &conformance.Target{
 		Name: "agentsso reference gateway", Kind: "gateway", URL: base + "/mcp", Protocol: "mcp", Tool: Tool,
 		Audience: base + "/mcp", Tenant: o.Tenant, Scope: Scope, Zone: Zone, Upstream: up, UpstreamAudience: o.UpstreamAudience,
+		AllowedActor: AllowedActor,
 	}
 	if audit != "" {
 		features = append(features, "audit")

@@ -65,25 +65,32 @@ func TestReferencePasses(t *testing.T) {
 // negativeControls maps each scenario to the reference gateway flaws
 // that must each make it fail: the proof that the scenario can fail.
 var negativeControls = map[string][]string{
-	"jwt-alg-none":             {refgw.FlawAcceptAlgNone},
-	"jwt-alg-confusion-hs256":  {refgw.FlawHS256Confusion},
-	"jwt-bad-signature":        {refgw.FlawSkipSignature},
-	"jwt-temporal":             {refgw.FlawSkipExpiry, refgw.FlawSkipNbf},
-	"iss-mismatch":             {refgw.FlawSkipIssuer},
-	"tenant-issuer-confusion":  {refgw.FlawAcceptAnyTenantKey},
-	"aud-wrong-resource":       {refgw.FlawSkipAudience},
-	"aud-malformed":            {refgw.FlawSkipAudience},
-	"token-kind-confusion":     {refgw.FlawSkipTyp},
-	"scope-insufficient":       {refgw.FlawSkipScope},
-	"revoked-token-rejected":   {refgw.FlawSkipIntrospection},
-	"context-binding-replay":   {refgw.FlawSkipContext},
-	"dpop-bound-as-bearer":     {refgw.FlawDPoPAsBearer},
-	"dpop-proof-checks":        {refgw.FlawSkipDPoPProofChecks},
-	"token-passthrough":        {refgw.FlawPassthrough},
-	"jwt-header-key-injection": {refgw.FlawTrustHeaderKeys},
-	"audit-record-fields":      {refgw.FlawNoAudit},
-	"jwt-key-rotation":         {refgw.FlawNoKeyRefetch, refgw.FlawKeepRemovedKeys},
-	"rs-baseline-control":      {refgw.FlawNoResourceMetadata},
+	"jwt-alg-none":               {refgw.FlawAcceptAlgNone},
+	"jwt-alg-confusion-hs256":    {refgw.FlawHS256Confusion},
+	"jwt-bad-signature":          {refgw.FlawSkipSignature},
+	"jwt-temporal":               {refgw.FlawSkipExpiry, refgw.FlawSkipNbf},
+	"iss-mismatch":               {refgw.FlawSkipIssuer},
+	"tenant-issuer-confusion":    {refgw.FlawAcceptAnyTenantKey},
+	"aud-wrong-resource":         {refgw.FlawSkipAudience},
+	"aud-malformed":              {refgw.FlawSkipAudience},
+	"token-kind-confusion":       {refgw.FlawSkipTyp},
+	"scope-insufficient":         {refgw.FlawSkipScope},
+	"revoked-token-rejected":     {refgw.FlawSkipIntrospection},
+	"context-binding-replay":     {refgw.FlawSkipContext},
+	"dpop-bound-as-bearer":       {refgw.FlawDPoPAsBearer},
+	"dpop-proof-checks":          {refgw.FlawSkipDPoPProofChecks},
+	"token-passthrough":          {refgw.FlawPassthrough},
+	"jwt-header-key-injection":   {refgw.FlawTrustHeaderKeys},
+	"audit-record-fields":        {refgw.FlawNoAudit},
+	"jwt-key-rotation":           {refgw.FlawNoKeyRefetch, refgw.FlawKeepRemovedKeys},
+	"bearer-hygiene":             {refgw.FlawQueryToken},
+	"jwt-structure-confusion":    {refgw.FlawIgnoreCrit},
+	"scope-overbroad-or-foreign": {refgw.FlawLooseScope},
+	"long-lived-token-policy":    {refgw.FlawNoLifetimeLimit},
+	"act-current-actor":          {refgw.FlawAnyActor},
+	"introspection-checks":       {refgw.FlawIntrospectionFailOpen},
+	"state-handle-hijack":        {refgw.FlawUnboundSession},
+	"rs-baseline-control":        {refgw.FlawNoResourceMetadata},
 }
 
 // TestNegativeControls: each scenario fails (or warns, for a SHOULD)
@@ -102,7 +109,7 @@ func TestNegativeControls(t *testing.T) {
 				// that would hide a local check turned off; only the
 				// revocation scenario keeps it.
 				flaws := refgw.Flaws{flaw: true}
-				if s.ID != "revoked-token-rejected" {
+				if s.ID != "revoked-token-rejected" && s.ID != "introspection-checks" {
 					flaws[refgw.FlawSkipIntrospection] = true
 				}
 				rep := run(t, flaws, s.ID)
