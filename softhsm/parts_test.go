@@ -21,8 +21,8 @@ func requirePart(tb testing.TB, pkg string, ok bool) {
 	tb.Skip(msg)
 }
 
-// requireSoftHSM2 checks for libsofthsm2, softhsm2-util and cgo.
-func requireSoftHSM2(tb testing.TB) {
+// requireCGO checks that this build can load PKCS#11 modules.
+func requireCGO(tb testing.TB) {
 	tb.Helper()
 	if !pkcs11Supported {
 		if os.Getenv("AGENTSSO_TEST_STRICT") == "1" {
@@ -30,6 +30,12 @@ func requireSoftHSM2(tb testing.TB) {
 		}
 		tb.Skip("the pkcs11 backend needs cgo (CGO_ENABLED=1)")
 	}
+}
+
+// requireSoftHSM2 checks for libsofthsm2, softhsm2-util and cgo.
+func requireSoftHSM2(tb testing.TB) {
+	tb.Helper()
+	requireCGO(tb)
 	_, err := FindSoftHSM2Module()
 	_, uerr := exec.LookPath("softhsm2-util")
 	requirePart(tb, "softhsm2", err == nil && uerr == nil)

@@ -55,6 +55,10 @@ type PKCS11 struct {
 	closeOnce sync.Once
 	closeErr  error
 
+	// mechs holds the mechanisms the token's slot lists, or nil when the
+	// module could not list them (then every algorithm is tried).
+	mechs map[uint]bool
+
 	mu   sync.Mutex
 	keys map[string][]Key // tenant -> keys, oldest first
 }
@@ -97,6 +101,12 @@ func (s *PKCS11) open(cfg PKCS11Config) error {
 		return err
 	}
 	s.slot = slot
+	if ms, err := ctx.GetMechanismList(slot); err == nil {
+		s.mechs = map[uint]bool{}
+		for _, m := range ms {
+			s.mechs[m.Mechanism] = true
+		}
+	}
 	n := cfg.Sessions
 	if n == 0 {
 		n = 4
@@ -187,6 +197,9 @@ func (s *PKCS11) Create(ctx context.Context, tenant, alg string) (Key, error) {
 	if err != nil {
 		return Key{}, err
 	}
+	if !s.supports(alg) {
+		return Key{}, &UnsupportedAlgError{Backend: "pkcs11", Alg: alg}
+	}
 	created := s.clock.next()
 	label := p11LabelPrefix + tenant + "/" + alg + "/" + strconv.FormatInt(created.UnixNano(), 10)
 	// A random CKA_ID until the kid is known from the public key.
@@ -223,6 +236,31 @@ func (s *PKCS11) Create(ctx context.Context, tenant, alg string) (Key, error) {
 	s.keys[tenant] = append(s.keys[tenant], k)
 	s.mu.Unlock()
 	return k, nil
+}
+
+// p11AlgMechs are the mechanisms a token must list to create and sign
+// with keys of each algorithm (Sign uses CKM_ECDSA, CKM_RSA_PKCS or
+// CKM_RSA_PKCS_PSS over a digest computed outside the module).
+var p11AlgMechs = map[string][]uint{
+	ES256: {pkcs11.CKM_EC_KEY_PAIR_GEN, pkcs11.CKM_ECDSA},
+	ES384: {pkcs11.CKM_EC_KEY_PAIR_GEN, pkcs11.CKM_ECDSA},
+	RS256: {pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, pkcs11.CKM_RSA_PKCS},
+	PS256: {pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, pkcs11.CKM_RSA_PKCS_PSS},
+}
+
+// supports reports whether the token lists the mechanisms alg needs
+// (tpm2-pkcs11, for one, has no CKM_RSA_PKCS_PSS, so no PS256). A module
+// that cannot list its mechanisms is assumed to support every algorithm.
+func (s *PKCS11) supports(alg string) bool {
+	if s.mechs == nil {
+		return true
+	}
+	for _, m := range p11AlgMechs[alg] {
+		if !s.mechs[m] {
+			return false
+		}
+	}
+	return true
 }
 
 // List implements Store.

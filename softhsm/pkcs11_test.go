@@ -45,49 +45,105 @@ func openPKCS11(tb testing.TB, cfg PKCS11Config) *PKCS11 {
 	return s
 }
 
-func TestPKCS11Store(t *testing.T) {
-	dir, _ := newSoftHSM2(t)
-	storeSuite{
-		algs:            []string{ES256, ES384, RS256, PS256},
-		unsupported:     []string{EdDSA, "HS256"},
-		signAfterDelete: true,
-		open: func(t *testing.T) Store {
-			// Setting up again on the same directory keeps the token.
-			cfg, err := SetupSoftHSM2(dir, "agentsso-test", testSOPIN, testUserPIN)
-			if err != nil {
-				t.Fatal(err)
+// p11TestModule is a PKCS#11 module the PKCS#11 tests run on.
+type p11TestModule struct {
+	name string
+	// algs are the algorithms the module supports; unsupported are those
+	// Create must refuse on it with *UnsupportedAlgError.
+	algs, unsupported []string
+	// rsaAlg is an RSA algorithm the module supports.
+	rsaAlg string
+	// setup prepares a fresh token for the test and returns the
+	// configuration that opens it, and reopen, which prepares the same
+	// token again (for SoftHSM2: SetupSoftHSM2 on the same directory) and
+	// returns its configuration.
+	setup func(tb testing.TB) (cfg PKCS11Config, reopen func() (PKCS11Config, error))
+}
+
+// p11TestModules are the modules the PKCS#11 tests run on. Both are
+// configured through the process environment, so these tests do not run
+// in parallel (t.Setenv enforces it).
+var p11TestModules = []p11TestModule{
+	{
+		name:        "softhsm2",
+		algs:        []string{ES256, ES384, RS256, PS256},
+		unsupported: []string{EdDSA, "HS256"},
+		rsaAlg:      PS256,
+		setup: func(tb testing.TB) (PKCS11Config, func() (PKCS11Config, error)) {
+			dir, cfg := newSoftHSM2(tb)
+			return cfg, func() (PKCS11Config, error) {
+				// Setting up again on the same directory keeps the token.
+				return SetupSoftHSM2(dir, "agentsso-test", testSOPIN, testUserPIN)
 			}
-			s, err := NewPKCS11(cfg) // the suite closes it
-			if err != nil {
-				t.Fatal(err)
-			}
-			return s
 		},
-	}.run(t)
+	},
+	{
+		// tpm2-pkcs11 1.9.0 has no CKM_RSA_PKCS_PSS: no PS256 (see
+		// tpm2pkcs11_test.go).
+		name:        "tpm2-pkcs11",
+		algs:        []string{ES256, ES384, RS256},
+		unsupported: []string{PS256, EdDSA, "HS256"},
+		rsaAlg:      RS256,
+		setup: func(tb testing.TB) (PKCS11Config, func() (PKCS11Config, error)) {
+			cfg := newTPM2PKCS11(tb)
+			return cfg, func() (PKCS11Config, error) { return cfg, nil }
+		},
+	},
+}
+
+// forEachP11Module runs f as a subtest for each module of p11TestModules.
+func forEachP11Module(t *testing.T, f func(t *testing.T, m p11TestModule)) {
+	for _, m := range p11TestModules {
+		t.Run(m.name, func(t *testing.T) { f(t, m) })
+	}
+}
+
+func TestPKCS11Store(t *testing.T) {
+	forEachP11Module(t, func(t *testing.T, m p11TestModule) {
+		_, reopen := m.setup(t)
+		storeSuite{
+			algs:            m.algs,
+			unsupported:     m.unsupported,
+			signAfterDelete: true,
+			open: func(t *testing.T) Store {
+				cfg, err := reopen()
+				if err != nil {
+					t.Fatal(err)
+				}
+				s, err := NewPKCS11(cfg) // the suite closes it
+				if err != nil {
+					t.Fatal(err)
+				}
+				return s
+			},
+		}.run(t)
+	})
 }
 
 // TestPKCS11Custody checks that keys are created non-extractable, as read
 // back from the module.
 func TestPKCS11Custody(t *testing.T) {
-	_, cfg := newSoftHSM2(t)
-	s := openPKCS11(t, cfg)
-	ctx := context.Background()
-	for _, alg := range []string{ES256, RS256} {
-		if _, err := s.Create(ctx, "acme", alg); err != nil {
-			t.Fatal(err)
+	forEachP11Module(t, func(t *testing.T, m p11TestModule) {
+		cfg, _ := m.setup(t)
+		s := openPKCS11(t, cfg)
+		ctx := context.Background()
+		for _, alg := range []string{ES256, RS256} {
+			if _, err := s.Create(ctx, "acme", alg); err != nil {
+				t.Fatal(err)
+			}
 		}
-	}
-	s.Close()
-	s = openPKCS11(t, cfg)
-	keys, err := s.List(ctx, "acme")
-	if err != nil || len(keys) != 2 {
-		t.Fatalf("List = %d keys, %v; want 2", len(keys), err)
-	}
-	for _, k := range keys {
-		if k.Extractable == nil || *k.Extractable || k.NeverExtractable == nil || !*k.NeverExtractable {
-			t.Errorf("%s: extractable=%v never_extractable=%v, want false/true", k.Alg, deref(k.Extractable), deref(k.NeverExtractable))
+		s.Close()
+		s = openPKCS11(t, cfg)
+		keys, err := s.List(ctx, "acme")
+		if err != nil || len(keys) != 2 {
+			t.Fatalf("List = %d keys, %v; want 2", len(keys), err)
 		}
-	}
+		for _, k := range keys {
+			if k.Extractable == nil || *k.Extractable || k.NeverExtractable == nil || !*k.NeverExtractable {
+				t.Errorf("%s: extractable=%v never_extractable=%v, want false/true", k.Alg, deref(k.Extractable), deref(k.NeverExtractable))
+			}
+		}
+	})
 }
 
 func wantConfigError(t *testing.T, err error, field string) {
@@ -106,100 +162,107 @@ func deref(b *bool) any {
 }
 
 func TestPKCS11OpenErrors(t *testing.T) {
-	dir, cfg := newSoftHSM2(t)
+	forEachP11Module(t, func(t *testing.T, m p11TestModule) {
+		cfg, _ := m.setup(t)
+		dir := t.TempDir()
 
-	t.Run("wrong-pin", func(t *testing.T) {
-		bad := cfg
-		bad.PIN = "wrong-pin-9999"
-		_, err := NewPKCS11(bad)
-		if err == nil {
-			t.Fatal("NewPKCS11 with a wrong PIN succeeded")
-		}
-		if strings.Contains(err.Error(), bad.PIN) {
-			t.Errorf("error reveals the PIN: %v", err)
-		}
-		wantConfigError(t, err, "keys.pkcs11.pin")
-	})
-	t.Run("unknown-token", func(t *testing.T) {
-		bad := cfg
-		bad.Token = "no-such-token"
-		_, err := NewPKCS11(bad)
-		if err == nil || !strings.Contains(err.Error(), `"agentsso-test"`) {
-			t.Errorf("NewPKCS11(unknown token) = %v, want an error listing the tokens seen", err)
-		}
-		wantConfigError(t, err, "keys.pkcs11.token")
-	})
-	t.Run("missing-module", func(t *testing.T) {
-		bad := cfg
-		bad.Module = filepath.Join(dir, "nope.so")
-		_, err := NewPKCS11(bad)
-		wantConfigError(t, err, "keys.pkcs11.module")
-	})
-	t.Run("uri-with-pin-source", func(t *testing.T) {
-		pinFile := filepath.Join(dir, "pin")
-		if err := os.WriteFile(pinFile, []byte(testUserPIN+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		u := PKCS11URI{Token: cfg.Token, ModulePath: cfg.Module, PINSource: pinFile}
-		s := openPKCS11(t, PKCS11Config{URI: u.Encode()})
-		k, err := s.Create(context.Background(), "uri", ES256)
-		if err != nil {
-			t.Fatal(err)
-		}
-		checkSignVerify(t, k)
+		t.Run("wrong-pin", func(t *testing.T) {
+			bad := cfg
+			bad.PIN = "wrong-pin-9999"
+			_, err := NewPKCS11(bad)
+			if err == nil {
+				t.Fatal("NewPKCS11 with a wrong PIN succeeded")
+			}
+			if strings.Contains(err.Error(), bad.PIN) {
+				t.Errorf("error reveals the PIN: %v", err)
+			}
+			wantConfigError(t, err, "keys.pkcs11.pin")
+		})
+		t.Run("unknown-token", func(t *testing.T) {
+			bad := cfg
+			bad.Token = "no-such-token"
+			_, err := NewPKCS11(bad)
+			if err == nil || !strings.Contains(err.Error(), `"agentsso-test"`) {
+				t.Errorf("NewPKCS11(unknown token) = %v, want an error listing the tokens seen", err)
+			}
+			wantConfigError(t, err, "keys.pkcs11.token")
+		})
+		t.Run("missing-module", func(t *testing.T) {
+			bad := cfg
+			bad.Module = filepath.Join(dir, "nope.so")
+			_, err := NewPKCS11(bad)
+			wantConfigError(t, err, "keys.pkcs11.module")
+		})
+		t.Run("uri-with-pin-source", func(t *testing.T) {
+			pinFile := filepath.Join(dir, "pin")
+			if err := os.WriteFile(pinFile, []byte(testUserPIN+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			u := PKCS11URI{Token: cfg.Token, ModulePath: cfg.Module, PINSource: pinFile}
+			s := openPKCS11(t, PKCS11Config{URI: u.Encode()})
+			k, err := s.Create(context.Background(), "uri", ES256)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkSignVerify(t, k)
+		})
 	})
 }
 
 // TestPKCS11SharedModule opens two stores on one token: the module is
 // initialized once and stays usable until the last store closes.
 func TestPKCS11SharedModule(t *testing.T) {
-	_, cfg := newSoftHSM2(t)
-	a := openPKCS11(t, cfg)
-	b := openPKCS11(t, cfg)
-	ka, err := a.Create(context.Background(), "acme", ES256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Close(); err != nil {
-		t.Errorf("second Close: %v", err)
-	}
-	kb, err := b.Create(context.Background(), "acme", ES256)
-	if err != nil {
-		t.Fatalf("Create on the second store after closing the first: %v", err)
-	}
-	checkSignVerify(t, kb)
-	d := sha256.Sum256([]byte("x"))
-	if _, err := ka.Signer.Sign(rand.Reader, d[:], crypto.SHA256); !errors.Is(err, ErrClosed) {
-		t.Errorf("signing with a closed store's key = %v, want ErrClosed", err)
-	}
-	if _, err := a.Create(context.Background(), "acme", ES256); !errors.Is(err, ErrClosed) {
-		t.Errorf("Create on a closed store = %v, want ErrClosed", err)
-	}
+	forEachP11Module(t, func(t *testing.T, m p11TestModule) {
+		cfg, _ := m.setup(t)
+		a := openPKCS11(t, cfg)
+		b := openPKCS11(t, cfg)
+		ka, err := a.Create(context.Background(), "acme", ES256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Close(); err != nil {
+			t.Errorf("second Close: %v", err)
+		}
+		kb, err := b.Create(context.Background(), "acme", ES256)
+		if err != nil {
+			t.Fatalf("Create on the second store after closing the first: %v", err)
+		}
+		checkSignVerify(t, kb)
+		d := sha256.Sum256([]byte("x"))
+		if _, err := ka.Signer.Sign(rand.Reader, d[:], crypto.SHA256); !errors.Is(err, ErrClosed) {
+			t.Errorf("signing with a closed store's key = %v, want ErrClosed", err)
+		}
+		if _, err := a.Create(context.Background(), "acme", ES256); !errors.Is(err, ErrClosed) {
+			t.Errorf("Create on a closed store = %v, want ErrClosed", err)
+		}
+	})
 }
 
 // TestPKCS11SmallPool signs from more goroutines than there are sessions.
 func TestPKCS11SmallPool(t *testing.T) {
-	_, cfg := newSoftHSM2(t)
-	cfg.Sessions = 1
-	s := openPKCS11(t, cfg)
-	var keys []Key
-	for _, alg := range []string{ES256, PS256} {
-		k, err := s.Create(context.Background(), "acme", alg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keys = append(keys, k)
-	}
-	var wg sync.WaitGroup
-	for g := range 4 {
-		wg.Go(func() {
-			for range 10 {
-				checkSignVerify(t, keys[g%len(keys)])
+	forEachP11Module(t, func(t *testing.T, m p11TestModule) {
+		cfg, _ := m.setup(t)
+		cfg.Sessions = 1
+		s := openPKCS11(t, cfg)
+		var keys []Key
+		for _, alg := range []string{ES256, m.rsaAlg} {
+			k, err := s.Create(context.Background(), "acme", alg)
+			if err != nil {
+				t.Fatal(err)
 			}
-		})
-	}
-	wg.Wait()
+			keys = append(keys, k)
+		}
+		var wg sync.WaitGroup
+		for g := range 4 {
+			wg.Go(func() {
+				for range 10 {
+					checkSignVerify(t, keys[g%len(keys)])
+				}
+			})
+		}
+		wg.Wait()
+	})
 }
