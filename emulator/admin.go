@@ -64,6 +64,8 @@ import (
 //	GET    /tenants/{tenant}/clock               the virtual clock
 //	POST   /tenants/{tenant}/clock               change it (ClockRequest)
 //	POST   /tenants/{tenant}/mint                mint a token (MintRequest)
+//	GET    /tenants/{tenant}/dpop                DPoP proofs seen and nonces issued
+//	GET    /tenants/{tenant}/certificates        client certificates the mTLS listener saw
 //	GET    /tenants/{tenant}/keys                list signing keys
 //	POST   /tenants/{tenant}/keys/rotate         create a new active key
 //	POST   /tenants/{tenant}/keys/{kid}/withdraw withdraw a kid
@@ -74,6 +76,9 @@ import (
 //	DELETE /tenants/{tenant}/faults              clear all faults
 //	DELETE /tenants/{tenant}/faults/{endpoint}   clear one endpoint's fault
 //	POST   /tenants/{tenant}/revoke              revoke a jti, grant or client (Revocation)
+//	GET    /tenants/{tenant}/device              pending device codes (?all=true: every remembered one)
+//	POST   /tenants/{tenant}/device/{user_code}/approve  {"username": ...}: approve as a scripted user
+//	POST   /tenants/{tenant}/device/{user_code}/deny     deny
 //	POST   /reset                                reset everything
 //	GET    /public-base-url                      the public base URL
 //	POST   /public-base-url                      {"url": ...}: change it
@@ -110,6 +115,7 @@ func (s *Server) adminRoutes() {
 	h("POST "+tp+"/clock", s.admSetClock)
 	h("POST "+tp+"/mint", s.admMint)
 
+	h("GET "+tp+"/dpop", s.admDPoP) // admin_dpop.go
 	h("GET "+tp+"/keys", s.admListKeys)
 	h("POST "+tp+"/keys/rotate", s.admRotateKey)
 	h("POST "+tp+"/keys/{kid}/withdraw", s.admWithdrawKey)
@@ -122,6 +128,10 @@ func (s *Server) adminRoutes() {
 	h("DELETE "+tp+"/faults/{endpoint}", s.admClearFaults)
 
 	h("POST "+tp+"/revoke", s.admRevoke)
+	h("GET "+tp+"/device", s.admListDevice) // device.go
+	h("POST "+tp+"/device/{user_code}/approve", s.admApproveDevice)
+	h("POST "+tp+"/device/{user_code}/deny", s.admDenyDevice)
+	h("GET "+tp+"/certificates", s.admListCertificates) // mtls.go
 	h("POST "+p+"/reset", s.admReset)
 	h("GET "+p+"/public-base-url", s.admGetBaseURL)
 	h("POST "+p+"/public-base-url", s.admSetBaseURL)

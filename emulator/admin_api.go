@@ -300,6 +300,8 @@ func (t *tenant) reset(ctx context.Context, cfg TenantConfig) error {
 	t.store.reset()
 	t.faults.clear()
 	t.docs.reset()
+	t.devices.reset() // device.go
+	t.dpop.reset()
 	if err := t.loadKeys(ctx); err != nil {
 		return err
 	}
@@ -708,7 +710,7 @@ func (s *Server) Revoke(tenant string, r Revocation) error {
 // --- faults ---
 
 // faultEndpoints are the endpoint names a Fault may target.
-var faultEndpoints = []string{"*", "discovery", "jwks", "token", "authorize", "introspect", "revoke", "userinfo", "register"}
+var faultEndpoints = []string{"*", "discovery", "jwks", "token", "authorize", "introspect", "revoke", "userinfo", "register", "device_authorization", "device"}
 
 // maxFaultDelay bounds a slow fault.
 const maxFaultDelay = 10 * time.Minute

@@ -60,6 +60,12 @@ var assertionAlgs = []jose.SignatureAlgorithm{jose.RS256, jose.PS256, jose.ES256
 func (t *tenant) clientAuthentication(f *fosite.Fosite, issuer string) fosite.ClientAuthenticationStrategy {
 	tokenURL := issuer + "/token"
 	return func(ctx context.Context, r *http.Request, form url.Values) (fosite.Client, error) {
+		if c, ok, err := t.authenticateMTLS(ctx, r, form); ok { // mtls.go: RFC 8705
+			if err != nil {
+				return nil, err
+			}
+			return c, nil
+		}
 		if form.Has("client_assertion") || form.Has("client_assertion_type") {
 			c, err := t.authenticateAssertion(ctx, r, form, issuer, tokenURL)
 			if err != nil {

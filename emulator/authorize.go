@@ -625,9 +625,9 @@ func (s *idTokenStrategy) GenerateIDToken(_ context.Context, lifespan time.Durat
 // 2.2), never in the query string.
 func (t *tenant) userinfo(w http.ResponseWriter, r *http.Request) {
 	ev := audit.Event{Endpoint: "userinfo"}
-	tok, err := bearerToken(r)
+	tok, isDPoP, err := userinfoToken(r) // dpop.go: the DPoP scheme, or Bearer
 	if err != nil {
-		t.bearerError(w, r, &ev, err)
+		t.userinfoError(w, r, &ev, isDPoP, err)
 		return
 	}
 	c, err := t.verifyAccessToken(tok)
@@ -636,16 +636,25 @@ func (t *tenant) userinfo(w http.ResponseWriter, r *http.Request) {
 		ev.ScopesGranted = c.Scopes()
 	}
 	if err != nil {
-		t.bearerError(w, r, &ev, &bearerErr{http.StatusUnauthorized, "invalid_token", "The access token is not valid: " + err.Error() + "."})
+		t.userinfoError(w, r, &ev, isDPoP, &bearerErr{http.StatusUnauthorized, "invalid_token", "The access token is not valid: " + err.Error() + "."})
+		return
+	}
+	if err := t.userinfoDPoP(r, c, tok, isDPoP); err != nil { // RFC 9449 section 7
+		t.userinfoError(w, r, &ev, isDPoP, err)
+		return
+	}
+	// RFC 8705 section 3 and ctx.net (mtls.go, context.go).
+	if msg := t.checkCertificateBinding(r, c) + checkContextBinding(r, c); msg != "" {
+		t.userinfoError(w, r, &ev, isDPoP, &bearerErr{http.StatusUnauthorized, "invalid_token", msg})
 		return
 	}
 	if !slices.Contains(c.Scopes(), "openid") {
-		t.bearerError(w, r, &ev, &bearerErr{http.StatusForbidden, "insufficient_scope", "The access token was not granted the openid scope."})
+		t.userinfoError(w, r, &ev, isDPoP, &bearerErr{http.StatusForbidden, "insufficient_scope", "The access token was not granted the openid scope."})
 		return
 	}
 	u := t.userBySubject(c.Subject)
 	if u == nil {
-		t.bearerError(w, r, &ev, &bearerErr{http.StatusUnauthorized, "invalid_token", "The access token's subject is not a user of tenant " + t.name + "."})
+		t.userinfoError(w, r, &ev, isDPoP, &bearerErr{http.StatusUnauthorized, "invalid_token", "The access token's subject is not a user of tenant " + t.name + "."})
 		return
 	}
 	out := map[string]any{"sub": u.Subject}
@@ -733,6 +742,9 @@ func (t *tenant) bearerError(w http.ResponseWriter, r *http.Request, ev *audit.E
 		ch += `, scope="openid"`
 	}
 	w.Header().Set("WWW-Authenticate", ch)
+	if be.code == "" {
+		w.Header().Add("WWW-Authenticate", dpopChallenge("", "")) // RFC 9449 section 7.1
+	}
 	w.Header().Set("Cache-Control", "no-store")
 	if be.code == "" {
 		w.WriteHeader(be.status)

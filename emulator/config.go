@@ -34,6 +34,15 @@ type Config struct {
 	// TLS serves HTTPS with a certificate from a local CA created under the
 	// state directory (exported as ca.pem).
 	TLS bool `yaml:"tls" mapstructure:"tls"`
+	// MTLSAddr is the mutual-TLS listener (RFC 8705; HOST:PORT, port 0
+	// picks a free port). Empty: no mTLS listener. It serves the token,
+	// introspection, revocation and userinfo endpoints (Server.MTLSHandler)
+	// over HTTPS, asking every client for a certificate, and discovery
+	// advertises them as mtls_endpoint_aliases.
+	MTLSAddr string `yaml:"mtls_addr,omitempty" mapstructure:"mtls_addr"`
+	// MTLSBaseURL is the https://host[:port] clients reach the mTLS
+	// listener at. Empty: https://{mtls_addr} once it is bound.
+	MTLSBaseURL string `yaml:"mtls_base_url,omitempty" mapstructure:"mtls_base_url"`
 	// StateDir keeps what must survive a restart: generated secrets, keys
 	// of the memory backend, the TLS CA, the audit log. Empty: nothing is
 	// kept and the audit log is off unless Audit.Path is set.
@@ -111,6 +120,12 @@ type TenantConfig struct {
 	Registration RegistrationConfig `yaml:"registration" mapstructure:"registration"`
 	Clients      []ClientConfig     `yaml:"clients" mapstructure:"clients"`
 	Users        []UserConfig       `yaml:"users" mapstructure:"users"`
+	// DPoP is the tenant's DPoP policy (RFC 9449; dpop.go).
+	DPoP DPoPConfig `yaml:"dpop,omitempty" mapstructure:"dpop"`
+	// Trust lists the tenants and external issuers whose tokens this
+	// tenant accepts in the JWT bearer grant and token exchange
+	// (federation.go).
+	Trust []TrustConfig `yaml:"trust,omitempty" mapstructure:"trust"`
 }
 
 // RegistrationConfig switches client registration paths per tenant.
@@ -169,6 +184,45 @@ type ClientConfig struct {
 	// Disabled clients cannot authenticate, and every token they hold or
 	// act in is inactive.
 	Disabled bool `yaml:"disabled" mapstructure:"disabled"`
+
+	// DPoPBoundAccessTokens (RFC 9449 section 5.2) refuses every token
+	// request of the client without a DPoP proof: all its access tokens
+	// are DPoP-bound.
+	DPoPBoundAccessTokens bool `yaml:"dpop_bound_access_tokens,omitempty" mapstructure:"dpop_bound_access_tokens"`
+	// DPoP is the client's DPoP policy (require_nonce), on top of the
+	// tenant's.
+	DPoP DPoPConfig `yaml:"dpop,omitempty" mapstructure:"dpop"`
+
+	// RFC 8705 mutual TLS (mtls.go). With auth_method tls_client_auth
+	// exactly one of the subject DN or SAN fields names the certificate
+	// the client must present, which must chain to the emulator's CA or to
+	// TLSClientCA; self_signed_tls_client_auth needs jwks or jwks_uri
+	// holding the certificate's public key (or the certificate in x5c).
+	TLSClientAuthSubjectDN string `yaml:"tls_client_auth_subject_dn,omitempty" mapstructure:"tls_client_auth_subject_dn"`
+	TLSClientAuthSANDNS    string `yaml:"tls_client_auth_san_dns,omitempty" mapstructure:"tls_client_auth_san_dns"`
+	TLSClientAuthSANURI    string `yaml:"tls_client_auth_san_uri,omitempty" mapstructure:"tls_client_auth_san_uri"`
+	TLSClientAuthSANIP     string `yaml:"tls_client_auth_san_ip,omitempty" mapstructure:"tls_client_auth_san_ip"`
+	TLSClientAuthSANEmail  string `yaml:"tls_client_auth_san_email,omitempty" mapstructure:"tls_client_auth_san_email"`
+	// TLSClientCA is a PEM bundle of CA certificates a tls_client_auth
+	// certificate may chain to, besides the emulator's local CA.
+	TLSClientCA string `yaml:"tls_client_ca,omitempty" mapstructure:"tls_client_ca"`
+	// TLSClientCertificateBoundAccessTokens makes every access token of
+	// the client certificate-bound (cnf.x5t#S256): it must ask for tokens
+	// at the mTLS token endpoint. Tokens of clients authenticated by
+	// tls_client_auth or self_signed_tls_client_auth are always bound.
+	TLSClientCertificateBoundAccessTokens bool `yaml:"tls_client_certificate_bound_access_tokens,omitempty" mapstructure:"tls_client_certificate_bound_access_tokens"`
+
+	// Context is the client's context binding policy (context.go): the
+	// networks it may ask for tokens from, the zones and environments it
+	// may name, and whether every token must be context-bound.
+	Context *ContextPolicy `yaml:"context,omitempty" mapstructure:"context"`
+	// MaxLifetime caps the lifetime of every access token the client gets,
+	// by any grant (lifetime.go). Zero: no cap beyond lifetimes.
+	MaxLifetime time.Duration `yaml:"max_lifetime,omitempty" mapstructure:"max_lifetime"`
+	// StepUpScopes caps the lifetime of an access token that carries one
+	// of these scopes, e.g. {"zendesk:tickets:write": "1m"}: the holder
+	// must come back for a fresh token soon after.
+	StepUpScopes map[string]time.Duration `yaml:"step_up_scopes,omitempty" mapstructure:"step_up_scopes"`
 }
 
 // UserConfig is a scripted user: it signs in and consents without a
@@ -245,7 +299,7 @@ var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
 
 var knownGrants = []string{GrantClientCredentials, GrantAuthorizationCode, GrantRefreshToken, GrantTokenExchange, GrantJWTBearer, GrantDeviceCode}
 
-var knownAuthMethods = []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "none"}
+var knownAuthMethods = []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "none", authTLSClient, authSelfSignedTLSClient}
 
 var knownAlgs = []string{"ES256", "ES384", "RS256", "PS256", "EdDSA"}
 
@@ -278,6 +332,7 @@ func (c *Config) Validate() error {
 			bad(a.field, "%q: %v (want HOST:PORT, e.g. 127.0.0.1:8080; port 0 picks a free port)", a.v, err)
 		}
 	}
+	c.validateMTLS(bad) // mtls.go
 	if !isLoopbackAddr(c.AdminAddr) && c.AdminToken == "" {
 		bad("admin_token", "must be set when admin_addr (%s) is not a loopback address: set AGENTSSO_ADMIN_TOKEN or AGENTSSO_ADMIN_TOKEN_FILE", c.AdminAddr)
 	}
@@ -412,6 +467,10 @@ func (t *TenantConfig) validate(f string, c *Config) error {
 		}
 		fillLifetimes(&cl.Lifetimes, t.Lifetimes)
 		checkLifetimes(bad, cf+".lifetimes", cl.Lifetimes)
+		validateClientBinding(bad, cf, cl, scopes) // mtls.go, context.go, lifetime.go
+	}
+	if err := t.validateFederation(f); err != nil { // federation.go
+		errs = append(errs, err)
 	}
 	users := map[string]bool{}
 	for j := range t.Users {

@@ -40,6 +40,9 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /t/{tenant}/userinfo", t("userinfo", (*tenant).userinfo))
 	m.HandleFunc("POST /t/{tenant}/userinfo", t("userinfo", (*tenant).userinfo))
 	m.HandleFunc("POST /t/{tenant}/register", t("register", (*tenant).register))
+	m.HandleFunc("POST /t/{tenant}/device_authorization", t("device_authorization", (*tenant).deviceAuthorization)) // device.go: RFC 8628
+	m.HandleFunc("GET /t/{tenant}/device", t("device", (*tenant).device))
+	m.HandleFunc("POST /t/{tenant}/device", t("device", (*tenant).device))
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusNotFound, "not_found", "No such endpoint. Tenants live under /t/{tenant}; discovery is at /t/{tenant}/.well-known/openid-configuration.")
 	})
@@ -125,6 +128,11 @@ func (t *tenant) Metadata() map[string]any {
 	if cfg.Registration.Dynamic {
 		md["registration_endpoint"] = iss + "/register"
 	}
+	md["dpop_signing_alg_values_supported"] = dpopAlgNames // RFC 9449 section 5.1
+	t.mtlsMetadata(md)                                     // mtls.go: RFC 8705
+	// device.go (RFC 8628), federation.go (RFC 7523)
+	md["device_authorization_endpoint"] = iss + "/device_authorization"
+	md["grant_types_supported"] = append(md["grant_types_supported"].([]string), GrantDeviceCode, GrantJWTBearer)
 	return md
 }
 
@@ -169,6 +177,13 @@ func (t *tenant) token(w http.ResponseWriter, r *http.Request) {
 		t.tokenError(w, r, &ev, fosite.ErrInvalidClient.WithHint("Token exchange requires client authentication: use client_secret_basic, client_secret_post or private_key_jwt."))
 		return
 	}
+	// RFC 9449: the DPoP proof is checked before fosite sees the request
+	// (dpop.go); nonce, replay and binding once the client is known.
+	proof, err := t.tokenDPoP(r)
+	if err != nil {
+		t.dpopTokenError(w, r, &ev, proof, err)
+		return
+	}
 	sess := NewSession()
 	ar, err := p.NewAccessRequest(ctx, r, sess)
 	if err != nil {
@@ -176,11 +191,19 @@ func (t *tenant) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ev.ClientID = ar.GetClient().GetID()
+	if err := t.bindDPoP(ar, proof); err != nil {
+		t.dpopTokenError(w, r, &ev, proof, err)
+		return
+	}
 	if err := t.grantDefaults(ar); err != nil {
 		t.tokenError(w, r, &ev, err)
 		return
 	}
 	if err := t.userGrantPolicy(ar); err != nil { // authorize.go
+		t.tokenError(w, r, &ev, err)
+		return
+	}
+	if err := t.bindToken(r, ar); err != nil { // context.go: context, mTLS binding, step-up
 		t.tokenError(w, r, &ev, err)
 		return
 	}
@@ -193,6 +216,10 @@ func (t *tenant) token(w http.ResponseWriter, r *http.Request) {
 		resp.SetExtra("issued_token_type", tokenTypeAccessToken)
 	}
 	resp.SetTokenType("Bearer")
+	if proof != nil {
+		resp.SetTokenType("DPoP") // RFC 9449 section 5
+		t.dpopAccepted(w, ar, proof)
+	}
 	// The code and refresh grants replace the session with the grant's.
 	if s, ok := ar.GetSession().(*Session); ok && s.Issued != nil {
 		sess = s

@@ -148,6 +148,12 @@ func (h *exchangeHandler) HandleTokenEndpointRequest(ctx context.Context, r fosi
 	// The presented tokens.
 	subject, err := h.t.verifyAccessToken(subjectTok)
 	if err != nil {
+		// A token of a trusted tenant or issuer (federation.go).
+		if fed, ok, ferr := h.t.federatedSubject(ctx, r, subjectTok); ok {
+			subject, err = fed, ferr
+		}
+	}
+	if err != nil {
 		return fosite.ErrInvalidRequest.WithHintf("The subject_token is not acceptable: %v.", err).WithWrap(err)
 	}
 	var actorClaims *AccessClaims

@@ -142,6 +142,7 @@ func TestInteropGoOIDC(t *testing.T) {
 			}
 			providers[tenant] = p
 			wantEP := oauth2.Endpoint{AuthURL: env.Issuer(tenant) + "/authorize", TokenURL: env.TokenURL(tenant)}
+			wantEP.DeviceAuthURL = env.Issuer(tenant) + "/device_authorization" // RFC 8628 (device.go)
 			if diff := cmp.Diff(wantEP, p.Endpoint()); diff != "" {
 				t.Errorf("discovered endpoints (-want +got):\n%s", diff)
 			}

@@ -135,6 +135,10 @@ type clientMetadata struct {
 	Scope           string              `json:"scope,omitempty"`
 	JWKSURI         string              `json:"jwks_uri,omitempty"`
 	JWKS            *jose.JSONWebKeySet `json:"jwks,omitempty"`
+	// DPoPBoundAccessTokens: RFC 9449 section 5.2 (dpop.go).
+	DPoPBoundAccessTokens bool `json:"dpop_bound_access_tokens,omitempty"`
+	// RFC 8705 metadata (mtls.go).
+	mtlsMetadata
 
 	scopes         []string // as registered (nil: none named)
 	optionalScopes []string // the catalogue, when none was named
@@ -268,6 +272,8 @@ func (t *tenant) clientConfig(md clientMetadata, id, secret, desc string) Client
 		b, _ := json.Marshal(md.JWKS)
 		cc.JWKS = string(b)
 	}
+	cc.DPoPBoundAccessTokens = md.DPoPBoundAccessTokens
+	md.mtlsMetadata.apply(&cc) // mtls.go
 	return cc
 }
 
@@ -323,6 +329,9 @@ func (t *tenant) parseClientMetadata(raw map[string]json.RawMessage, src metadat
 		return md, err
 	}
 	if _, err := member(raw, "contacts", &md.Contacts, "an array of strings"); err != nil {
+		return md, err
+	}
+	if _, err := member(raw, "dpop_bound_access_tokens", &md.DPoPBoundAccessTokens, "a boolean"); err != nil {
 		return md, err
 	}
 	var jwksRaw json.RawMessage
@@ -386,6 +395,10 @@ func (t *tenant) parseClientMetadata(raw map[string]json.RawMessage, src metadat
 		}
 	} else if md.AssertionAlg != "" {
 		return md, metadataErr("token_endpoint_auth_signing_alg", "applies only to token_endpoint_auth_method private_key_jwt, not %s", md.AuthMethod)
+	}
+
+	if err := parseMTLSMetadata(raw, &md); err != nil { // mtls.go: RFC 8705
+		return md, err
 	}
 
 	// Grant and response types.

@@ -46,6 +46,7 @@ type Server struct {
 	mux      *http.ServeMux
 	adminMux *http.ServeMux
 	admin    adminState // admin API bookkeeping (admin_state.go)
+	mtls     mtlsState  // RFC 8705 listener, client CAs, certificates seen (mtls.go)
 }
 
 // Auditor receives one event per request and decision. *audit.Log is one.

@@ -54,6 +54,10 @@ type tenant struct {
 	faults faultSet
 
 	docs clientDocs // fetched client ID metadata documents and JWK Sets (cimd.go)
+
+	dpop dpopState // DPoP replay cache, nonces and proof record (dpop.go)
+
+	devices deviceCodes // RFC 8628 device authorization requests (device.go)
 }
 
 // tenantRuntime is what depends on the public base URL; it is swapped as
@@ -145,7 +149,7 @@ func (t *tenant) setConfig(cfg TenantConfig) error {
 }
 
 func (t *tenant) newClient(cc ClientConfig) (*client, error) {
-	if cc.AuthMethod != "none" && cc.AuthMethod != "private_key_jwt" && cc.Secret == "" {
+	if cc.AuthMethod != "none" && cc.AuthMethod != "private_key_jwt" && !isMTLSMethod(cc.AuthMethod) && cc.Secret == "" {
 		cc.Secret = t.srv.secret(t.name, cc.ID)
 	}
 	scopes := slices.Concat(cc.RequiredScopes, cc.OptionalScopes)
@@ -262,6 +266,8 @@ func (t *tenant) build(base string) {
 	cfg.TokenEndpointHandlers.Append(oidcRefresh)
 	cfg.TokenEndpointHandlers.Append(pk)
 	cfg.TokenEndpointHandlers.Append(exchange)
+	cfg.TokenEndpointHandlers.Append(t.newDeviceHandler(strategy, cfg))    // device.go: RFC 8628
+	cfg.TokenEndpointHandlers.Append(t.newJWTBearerHandler(strategy, cfg)) // federation.go: RFC 7523
 
 	provider := &fosite.Fosite{Store: t.store, Config: cfg}
 	// private_key_jwt by the tenant clock, aud = issuer or token endpoint,

@@ -98,6 +98,7 @@ func (s *tokenStrategy) GenerateAccessToken(_ context.Context, r fosite.Requeste
 	if lifetime == 0 {
 		lifetime = s.t.lifetimes(clientID).AccessToken
 	}
+	lifetime = s.t.capLifetime(clientID, r.GetGrantedScopes(), lifetime) // lifetime.go
 	sub := sess.GetSubject()
 	if sub == "" {
 		sub = clientID

@@ -114,3 +114,57 @@ func TestTour(t *testing.T) {
 		t.Fatalf("tour failed: %v\n%s", err, out.String())
 	}
 }
+
+// TestServeMTLSListener: --mtls-addr serves the RFC 8705 endpoints on
+// their own TLS listener and advertises them in discovery.
+func TestServeMTLSListener(t *testing.T) {
+	dir := t.TempDir()
+	f := serveFlags{addr: "127.0.0.1:0", adminAddr: "127.0.0.1:0", stateDir: dir, mtlsAddr: "127.0.0.1:0"}
+	t.Setenv("AGENTSSO_KEYS_BACKEND", "memory")
+	cfg, _, err := f.load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	r, err := start(context.Background(), cfg, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.stop()
+	if !strings.Contains(out.String(), "mTLS endpoints (RFC 8705) on https://127.0.0.1:") {
+		t.Fatalf("serve does not name the mTLS listener:\n%s", out.String())
+	}
+	resp, err := http.Get(r.url + "/t/acme/.well-known/openid-configuration")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var md struct {
+		Aliases map[string]string `json:"mtls_endpoint_aliases"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&md); err != nil {
+		t.Fatal(err)
+	}
+	tokenURL := md.Aliases["token_endpoint"]
+	if !strings.HasPrefix(tokenURL, "https://127.0.0.1:") {
+		t.Fatalf("mtls_endpoint_aliases %v: want an https token_endpoint", md.Aliases)
+	}
+	pem, err := os.ReadFile(r.caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	req, _ := http.NewRequest(http.MethodPost, tokenURL, strings.NewReader("grant_type=client_credentials"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth("support-bot", "support-bot-secret")
+	tr, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.Body.Close()
+	if tr.StatusCode != 200 {
+		t.Fatalf("token over the mTLS listener: HTTP %d", tr.StatusCode)
+	}
+}

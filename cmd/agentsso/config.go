@@ -31,6 +31,8 @@ var envVars = []envVar{
 	{Name: "AGENTSSO_PUBLIC_BASE_URL", Key: "public_base_url", Help: "scheme://host:port clients reach the emulator at; issuers are {base}/t/{tenant}"},
 	{Name: "AGENTSSO_STATE_DIR", Key: "state_dir", Help: "directory for keys, generated secrets, the TLS CA and the audit log"},
 	{Name: "AGENTSSO_TLS", Key: "tls", Help: "serve HTTPS with a certificate from the local CA (true/false)"},
+	{Name: "AGENTSSO_MTLS_ADDR", Key: "mtls_addr", Help: "listener HOST:PORT for the RFC 8705 mTLS endpoints (off when empty)"},
+	{Name: "AGENTSSO_MTLS_BASE_URL", Key: "mtls_base_url", Help: "base URL clients reach the mTLS endpoints at (default: https://mtls_addr)"},
 	{Name: "AGENTSSO_AUDIT_PATH", Key: "audit.path", Help: "audit log file (JSON lines); default {state_dir}/audit.jsonl"},
 	{Name: "AGENTSSO_AUDIT_DISABLED", Key: "audit.disabled", Help: "turn the audit log off (true/false)"},
 	{Name: "AGENTSSO_KEYS_BACKEND", Key: "keys.backend", Help: "key custody backend: memory, pkcs11 or tpm"},

@@ -24,6 +24,7 @@ import (
 
 type serveFlags struct {
 	config, addr, adminAddr, stateDir, baseURL string
+	mtlsAddr                                   string
 	tls                                        bool
 }
 
@@ -35,6 +36,7 @@ func (f *serveFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.stateDir, "state-dir", "", "state directory (keys, generated secrets, TLS CA, audit log)")
 	fl.StringVar(&f.baseURL, "public-base-url", "", "base URL clients reach the emulator at (default: from --addr)")
 	fl.BoolVar(&f.tls, "tls", false, "serve HTTPS with a certificate from the local CA")
+	fl.StringVar(&f.mtlsAddr, "mtls-addr", "", "also serve the RFC 8705 mTLS endpoints on HOST:PORT (client certificates requested)")
 }
 
 // apply loads the configuration and lets flags override it.
@@ -57,6 +59,9 @@ func (f *serveFlags) load() (emulator.Config, string, error) {
 	}
 	if f.tls {
 		cfg.TLS = true
+	}
+	if f.mtlsAddr != "" {
+		cfg.MTLSAddr = f.mtlsAddr
 	}
 	return cfg, source, cfg.Validate()
 }
@@ -101,20 +106,47 @@ type running struct {
 	keys     *keyStore
 	public   *http.Server
 	admin    *http.Server
+	mtls     *http.Server
 	errc     chan error
 }
 
 // start binds the listeners, builds the emulator and serves it, printing
-// the chosen addresses first.
-func start(ctx context.Context, cfg emulator.Config, out io.Writer) (*running, error) {
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("addr %s: %w (choose another with --addr, or port 0 for a free one)", cfg.Addr, err)
+// the chosen addresses first. On any error everything opened so far is
+// closed again.
+func start(ctx context.Context, cfg emulator.Config, out io.Writer) (_ *running, err error) {
+	var undo []func()
+	defer func() {
+		if err != nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+		}
+	}()
+	listen := func(field, flag, addr string) (net.Listener, error) {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: %w (choose another with %s, or port 0 for a free one)", field, addr, err, flag)
+		}
+		undo = append(undo, func() { ln.Close() })
+		return ln, nil
 	}
-	aln, err := net.Listen("tcp", cfg.AdminAddr)
+	ln, err := listen("addr", "--addr", cfg.Addr)
 	if err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("admin_addr %s: %w (choose another with --admin-addr, or port 0 for a free one)", cfg.AdminAddr, err)
+		return nil, err
+	}
+	aln, err := listen("admin_addr", "--admin-addr", cfg.AdminAddr)
+	if err != nil {
+		return nil, err
+	}
+	var mln net.Listener
+	if cfg.MTLSAddr != "" {
+		if mln, err = listen("mtls_addr", "--mtls-addr", cfg.MTLSAddr); err != nil {
+			return nil, err
+		}
+		cfg.MTLSAddr = mln.Addr().String()
+		if cfg.MTLSBaseURL == "" {
+			cfg.MTLSBaseURL = "https://" + cfg.MTLSAddr
+		}
 	}
 	cfg.Addr, cfg.AdminAddr = ln.Addr().String(), aln.Addr().String()
 	scheme := "http"
@@ -124,8 +156,9 @@ func start(ctx context.Context, cfg emulator.Config, out io.Writer) (*running, e
 	if cfg.PublicBaseURL == "" {
 		cfg.PublicBaseURL = scheme + "://" + cfg.Addr
 	}
-	r := &running{errc: make(chan error, 2)}
-	if cfg.TLS {
+	r := &running{errc: make(chan error, 3)}
+	var opts []emulator.Option
+	if cfg.TLS || mln != nil {
 		dir := filepath.Join(cfg.StateDir, "tls")
 		if cfg.StateDir == "" {
 			d, err := os.MkdirTemp("", "agentsso-tls-")
@@ -136,27 +169,34 @@ func start(ctx context.Context, cfg emulator.Config, out io.Writer) (*running, e
 		}
 		ca, err := tlsca.LoadOrCreate(dir)
 		if err != nil {
-			ln.Close()
-			aln.Close()
 			return nil, fmt.Errorf("tls: %w", err)
 		}
 		hosts := []string{"localhost", "127.0.0.1"}
-		if u, err := url.Parse(cfg.PublicBaseURL); err == nil && u.Hostname() != "" {
-			hosts = append(hosts, u.Hostname())
+		for _, base := range []string{cfg.PublicBaseURL, cfg.MTLSBaseURL} {
+			if u, err := url.Parse(base); err == nil && u.Hostname() != "" {
+				hosts = append(hosts, u.Hostname())
+			}
 		}
 		if h, _, err := net.SplitHostPort(cfg.Addr); err == nil && h != "" && h != "0.0.0.0" && h != "::" {
 			hosts = append(hosts, h)
 		}
-		tc, err := ca.ServerTLSConfig(hosts)
-		if err != nil {
-			ln.Close()
-			aln.Close()
-			return nil, fmt.Errorf("tls: %w", err)
+		if cfg.TLS {
+			tc, err := ca.ServerTLSConfig(hosts)
+			if err != nil {
+				return nil, fmt.Errorf("tls: %w", err)
+			}
+			ln = tls.NewListener(ln, tc)
 		}
-		ln = tls.NewListener(ln, tc)
+		if mln != nil {
+			mtc, err := ca.MTLSServerConfig(hosts)
+			if err != nil {
+				return nil, fmt.Errorf("mtls: %w", err)
+			}
+			mln = tls.NewListener(mln, mtc)
+			opts = append(opts, emulator.WithClientCAs(ca.Pool()))
+		}
 		r.caFile = ca.CertFile()
 	}
-	var opts []emulator.Option
 	if !cfg.Audit.Disabled {
 		p := cfg.Audit.Path
 		if p == "" && cfg.StateDir != "" {
@@ -168,33 +208,22 @@ func start(ctx context.Context, cfg emulator.Config, out io.Writer) (*running, e
 			}
 			l, err := audit.Open(p, audit.Options{SyncInterval: cfg.Audit.SyncInterval})
 			if err != nil {
-				ln.Close()
-				aln.Close()
 				return nil, fmt.Errorf("audit.path %s: %w", p, err)
 			}
+			undo = append(undo, func() { l.Close() })
 			r.auditLog, r.auditPth = l, p
 			opts = append(opts, emulator.WithAuditor(l))
 		}
 	}
 	ks, err := openKeyStore(ctx, cfg)
 	if err != nil {
-		ln.Close()
-		aln.Close()
-		if r.auditLog != nil {
-			r.auditLog.Close()
-		}
 		return nil, err
 	}
+	undo = append(undo, func() { ks.Close() })
 	r.keys = ks
 	opts = append(opts, emulator.WithKeyStore(ks.Store))
 	srv, err := emulator.New(ctx, cfg, opts...)
 	if err != nil {
-		ln.Close()
-		aln.Close()
-		ks.Close()
-		if r.auditLog != nil {
-			r.auditLog.Close()
-		}
 		return nil, err
 	}
 	r.srv = srv
@@ -204,6 +233,9 @@ func start(ctx context.Context, cfg emulator.Config, out io.Writer) (*running, e
 	r.admin = &http.Server{Handler: srv.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
 	fmt.Fprintf(out, "agentsso: listening on %s://%s (public base %s)\n", scheme, cfg.Addr, cfg.PublicBaseURL)
 	fmt.Fprintf(out, "agentsso: admin API on %s\n", r.adminURL)
+	if mln != nil {
+		fmt.Fprintf(out, "agentsso: mTLS endpoints (RFC 8705) on %s\n", cfg.MTLSBaseURL)
+	}
 	if r.caFile != "" {
 		fmt.Fprintf(out, "agentsso: TLS CA certificate %s (give it to targets that must trust the issuer)\n", r.caFile)
 	}
@@ -229,6 +261,10 @@ func start(ctx context.Context, cfg emulator.Config, out io.Writer) (*running, e
 	fmt.Fprintln(out)
 	go func() { r.errc <- serveOn(r.public, ln) }()
 	go func() { r.errc <- serveOn(r.admin, aln) }()
+	if mln != nil {
+		r.mtls = &http.Server{Handler: srv.MTLSHandler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() { r.errc <- serveOn(r.mtls, mln) }()
+	}
 	return r, nil
 }
 
@@ -245,6 +281,9 @@ func (r *running) stop() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err := errors.Join(r.public.Shutdown(ctx), r.admin.Shutdown(ctx))
+	if r.mtls != nil {
+		err = errors.Join(err, r.mtls.Shutdown(ctx))
+	}
 	if r.auditLog != nil {
 		err = errors.Join(err, r.auditLog.Close())
 	}
