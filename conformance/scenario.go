@@ -59,6 +59,16 @@ type Step struct {
 	// Fault injects a failure at one of the IdP's endpoints (the target's
 	// introspection, say) until the scenario ends.
 	Fault *Fault `yaml:"fault"`
+	// Metadata fetches the target's RFC 9728 protected resource metadata
+	// from the resource_metadata URL of its 401 challenge and checks it.
+	Metadata *MetadataStep `yaml:"metadata"`
+}
+
+// MetadataStep checks protected resource metadata (RFC 9728).
+type MetadataStep struct {
+	// Fields that must be present besides resource and
+	// authorization_servers (e.g. scopes_supported).
+	Fields []string `yaml:"fields"`
 }
 
 // TokenSpec describes a token: a named one minted earlier (Use), none
@@ -293,13 +303,13 @@ const BaselineID = "rs-baseline-control"
 func (st *Step) validate(f string, named map[string]bool, bad func(string, string, ...any) error) []error {
 	var errs []error
 	n := 0
-	for _, set := range []bool{st.Mint != nil, st.Call != nil, st.Revoke != nil, st.Keys != nil, st.Audit != nil, st.Fault != nil} {
+	for _, set := range []bool{st.Mint != nil, st.Call != nil, st.Revoke != nil, st.Keys != nil, st.Audit != nil, st.Fault != nil, st.Metadata != nil} {
 		if set {
 			n++
 		}
 	}
 	if n != 1 {
-		return []error{bad(f, "a step needs exactly one of mint, call, revoke, keys, audit, fault (found %d)", n)}
+		return []error{bad(f, "a step needs exactly one of mint, call, revoke, keys, audit, fault, metadata (found %d)", n)}
 	}
 	if st.Only != "" && !slices.Contains(KnownFeatures, st.Only) {
 		errs = append(errs, bad(f+".only", "unknown feature %q", st.Only))

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"slices"
@@ -57,6 +58,8 @@ func (e *env) runStep(ctx context.Context, s *Scenario, step *Step, st *state) {
 		st.ev = append(st.ev, Evidence{Step: name, Note: strings.TrimSpace("keys " + step.Keys.Action + " " + kid), Verdict: "ok"})
 	case step.Audit != nil:
 		e.checkAudit(name, step.Audit, st)
+	case step.Metadata != nil:
+		e.checkMetadata(ctx, name, step.Metadata, st)
 	case step.Fault != nil:
 		if err := e.r.IdP.SetFault(ctx, e.r.Target.Tenant, *step.Fault); err != nil {
 			st.errs = append(st.errs, name+": "+err.Error())
@@ -524,4 +527,68 @@ func (e *env) checkAudit(name string, a *AuditStep, st *state) {
 		}
 	}
 	st.ev = append(st.ev, ev)
+}
+
+// checkMetadata reads the resource_metadata URL from the target's
+// challenge to a call without a token, fetches the document and checks
+// that it names this resource and the issuer the target trusts (RFC 9728
+// sections 3.3 and 5.1).
+func (e *env) checkMetadata(ctx context.Context, name string, m *MetadataStep, st *state) {
+	st.ran++
+	t := e.r.Target
+	res := e.call.do(ctx, callSpec{})
+	ev := Evidence{Step: name, Request: &res.req, Response: &res.resp, Verdict: "ok",
+		Expected: "a 401 challenge with resource_metadata, whose document has resource = " + t.Audience + " and the issuer in authorization_servers"}
+	defer func() { st.ev = append(st.ev, ev) }()
+	if res.err != nil {
+		st.errs = append(st.errs, name+": no answer: "+res.err.Error())
+		ev.Verdict = "error"
+		return
+	}
+	var u string
+	for _, v := range res.header.Values("WWW-Authenticate") {
+		if _, p := parseChallenge(v); p["resource_metadata"] != "" {
+			u = p["resource_metadata"]
+		}
+	}
+	if u == "" {
+		st.viol = append(st.viol, violation{msg: name + ": the 401 challenge names no resource_metadata URL (RFC 9728 section 5.1)"})
+		ev.Verdict = "mismatch"
+		return
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		st.viol = append(st.viol, violation{msg: name + ": resource_metadata is not a URL: " + u})
+		ev.Verdict = "mismatch"
+		return
+	}
+	resp, err := e.call.client("").Do(req)
+	if err != nil {
+		st.errs = append(st.errs, name+": fetching "+u+": "+err.Error())
+		ev.Verdict = "error"
+		return
+	}
+	defer resp.Body.Close()
+	var md map[string]any
+	if resp.StatusCode != 200 || json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&md) != nil {
+		st.viol = append(st.viol, violation{msg: fmt.Sprintf("%s: %s answered %d without a JSON document", name, u, resp.StatusCode)})
+		ev.Verdict = "mismatch"
+		return
+	}
+	ev.Note = "fetched " + u
+	if md["resource"] != t.Audience {
+		st.viol = append(st.viol, violation{msg: fmt.Sprintf("%s: the metadata's resource is %v, not %s (RFC 9728 section 3.3)", name, md["resource"], t.Audience)})
+		ev.Verdict = "mismatch"
+	}
+	iss := e.r.IdP.Issuer(t.Tenant)
+	if as, _ := md["authorization_servers"].([]any); !slices.Contains(as, any(iss)) {
+		st.viol = append(st.viol, violation{msg: fmt.Sprintf("%s: authorization_servers %v does not name the issuer %s", name, md["authorization_servers"], iss)})
+		ev.Verdict = "mismatch"
+	}
+	for _, f := range m.Fields {
+		if _, ok := md[f]; !ok {
+			st.viol = append(st.viol, violation{sev: SHOULD, msg: name + ": the metadata has no " + f})
+			ev.Verdict = "mismatch"
+		}
+	}
 }

@@ -27,6 +27,8 @@ func (u usageError) Unwrap() error { return u.error }
 
 type runFlags struct {
 	serve                               serveFlags
+	tgt                                 conformance.Target
+	features                            []string
 	target, out, idp, adminURL, expfile string
 	adminToken                          string
 	only, skip, scenarioDirs            []string
@@ -77,8 +79,37 @@ expected failure); 1 otherwise; 2 for usage or configuration errors.`,
 	fl.DurationVar(&f.reqTimeout, "request-timeout", 5*time.Second, "timeout of each request to the target")
 	fl.DurationVar(&f.runTimeout, "timeout", 10*time.Minute, "timeout of the whole run")
 	fl.DurationVar(&f.pollBound, "poll-bound", 30*time.Second, "how long a scenario waits on the target's own behaviour (revocation, key rotation)")
+	fl.StringVar(&f.tgt.URL, "target-url", "", "the protected URL (instead of, or overriding, the target file)")
+	fl.StringVar(&f.tgt.Kind, "kind", "", "target kind: gateway or resource-server")
+	fl.StringVar(&f.tgt.Protocol, "protocol", "", "mcp or http")
+	fl.StringVar(&f.tgt.Tool, "tool", "", "MCP tool to call")
+	fl.StringVar(&f.tgt.Audience, "audience", "", "audience the target answers to")
+	fl.StringVar(&f.tgt.Tenant, "tenant", "", "emulator tenant the target trusts")
+	fl.StringVar(&f.tgt.Scope, "scope", "", "scope the call requires")
+	fl.StringSliceVar(&f.features, "features", nil, "features the target declares (comma-separated)")
+	fl.StringVar(&f.tgt.Upstream, "upstream", "", "gateway: HOST:PORT it forwards to (the harness listens there)")
+	fl.StringVar(&f.tgt.Zone, "zone", "", "context-binding: the target's zone")
 	f.serve.register(cmd)
 	return cmd
+}
+
+// targetOverrides applies the target flags on top of the file's values.
+func (f *runFlags) targetOverrides(t *conformance.Target) {
+	o := f.tgt
+	for _, p := range []struct {
+		dst *string
+		v   string
+	}{
+		{&t.URL, o.URL}, {&t.Kind, o.Kind}, {&t.Protocol, o.Protocol}, {&t.Tool, o.Tool}, {&t.Audience, o.Audience},
+		{&t.Tenant, o.Tenant}, {&t.Scope, o.Scope}, {&t.Upstream, o.Upstream}, {&t.Zone, o.Zone},
+	} {
+		if p.v != "" {
+			*p.dst = p.v
+		}
+	}
+	if len(f.features) > 0 {
+		t.Features = f.features
+	}
 }
 
 // loadCatalogue loads the embedded catalogue and the user's directories.
@@ -101,7 +132,8 @@ func loadCatalogue(dirs []string) (*conformance.CatalogueSet, error) {
 
 func runRun(ctx context.Context, out, progress io.Writer, f runFlags) error {
 	var target *conformance.Target
-	if f.target != "" {
+	switch {
+	case f.target != "":
 		b, err := os.ReadFile(f.target)
 		if err != nil {
 			return usageError{fmt.Errorf("--target: %w", err)}
@@ -109,8 +141,18 @@ func runRun(ctx context.Context, out, progress io.Writer, f runFlags) error {
 		if target, err = conformance.ParseTarget(f.target, b); err != nil {
 			return usageError{err}
 		}
-	} else if !f.printConfig {
-		return usageError{errors.New("--target FILE is required (see docs/TARGETS.md; `agentsso demo` runs against the reference gateway)")}
+		f.targetOverrides(target)
+		if err := target.Validate(); err != nil {
+			return usageError{err}
+		}
+	case f.tgt.URL != "":
+		target = &conformance.Target{}
+		f.targetOverrides(target)
+		if err := target.Validate(); err != nil {
+			return usageError{fmt.Errorf("target flags: %w", err)}
+		}
+	case !f.printConfig:
+		return usageError{errors.New("describe the target with --target FILE or --target-url and the other target flags (see docs/TARGETS.md; `agentsso demo` runs against the reference gateway)")}
 	}
 	cs, err := loadCatalogue(f.scenarioDirs)
 	if err != nil {

@@ -68,8 +68,20 @@ func TestRunExitStatus(t *testing.T) {
 		t.Cleanup(func() { s.Close() })
 		return targetFile(t, s)
 	}
-	good := start(nil)
-	out, code := runCmd(t, append(idp, "--target", good, "--out", t.TempDir(), "--only", "w1")...)
+	goodSetup, err := reference.Start(reference.Options{IdPURL: env.URL, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { goodSetup.Close() })
+	good := targetFile(t, goodSetup)
+	// The same target described by flags alone.
+	tg := goodSetup.Target
+	out, code := runCmd(t, append(idp, "--target-url", tg.URL, "--kind", "gateway", "--tool", tg.Tool, "--audience", tg.Audience,
+		"--scope", tg.Scope, "--upstream", tg.Upstream, "--out", t.TempDir(), "--only", "jwt-alg-none")...)
+	if code != 0 {
+		t.Fatalf("target by flags: exit %d\n%s", code, out)
+	}
+	out, code = runCmd(t, append(idp, "--target", good, "--out", t.TempDir(), "--only", "w1")...)
 	if code != 0 || !strings.Contains(out, "PASS") {
 		t.Fatalf("conforming target: exit %d\n%s", code, out)
 	}

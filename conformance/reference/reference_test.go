@@ -90,6 +90,7 @@ var negativeControls = map[string][]string{
 	"act-current-actor":          {refgw.FlawAnyActor},
 	"introspection-checks":       {refgw.FlawIntrospectionFailOpen},
 	"state-handle-hijack":        {refgw.FlawUnboundSession},
+	"rs-resource-metadata":       {refgw.FlawNoResourceMetadata},
 	"rs-baseline-control":        {refgw.FlawNoResourceMetadata},
 }
 
