@@ -28,6 +28,9 @@ type Options struct {
 	Expected map[string]string
 	// Progress receives one line per scenario (nil: none).
 	Progress io.Writer
+	// Live, for a terminal, also shows the scenario under way on a line
+	// that is rewritten in place; CI logs get plain lines only.
+	Live bool
 	// Version is agentsso's version for the report.
 	Version string
 	// CatalogueVersion names the embedded catalogue's version.
@@ -137,6 +140,9 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	status := map[string]Status{}
 	selected := r.selected()
 	for i, s := range selected {
+		if o.Progress != nil && o.Live {
+			fmt.Fprintf(o.Progress, "\r\033[K[%d/%d] running %s …", i+1, len(selected), s.ID)
+		}
 		if ctx.Err() != nil {
 			rep.Results = append(rep.Results, Result{ID: s.ID, Title: s.Title, Severity: s.Severity, Status: StatusError,
 				Reason: "the run's time limit was reached before this scenario ran", SpecRefs: s.Refs})
@@ -155,6 +161,9 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 		status[s.ID] = res.Status
 		rep.Results = append(rep.Results, res)
 		if o.Progress != nil {
+			if o.Live {
+				fmt.Fprint(o.Progress, "\r\033[K")
+			}
 			fmt.Fprintf(o.Progress, "[%d/%d] %-5s %-28s %s\n", i+1, len(selected), strings.ToUpper(string(res.Status)), s.ID, res.Reason)
 		}
 	}

@@ -83,7 +83,7 @@ func runDemo(ctx context.Context, out, progress io.Writer, dir string, flawNames
 		IdP:       &conformance.IdP{URL: r.url, AdminURL: r.adminURL},
 		Target:    gw.Target,
 		Catalogue: cs,
-		Opts:      conformance.Options{Progress: progress, Version: version, CatalogueVersion: scenarios.Version},
+		Opts:      conformance.Options{Progress: progress, Live: isTerminal(progress), Version: version, CatalogueVersion: scenarios.Version},
 	}
 	rep, err := runner.Run(ctx)
 	if err != nil {

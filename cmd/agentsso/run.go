@@ -209,7 +209,7 @@ func runRun(ctx context.Context, out, progress io.Writer, f runFlags) error {
 	}
 	runner := &conformance.Runner{IdP: idp, Target: target, Catalogue: cs, Opts: conformance.Options{
 		Only: f.only, Skip: f.skip, Strict: f.strict, RequestTimeout: f.reqTimeout, RunTimeout: f.runTimeout,
-		PollBound: f.pollBound, Expected: expected, Progress: progress, Version: version, CatalogueVersion: scenarios.Version,
+		PollBound: f.pollBound, Expected: expected, Progress: progress, Live: isTerminal(progress), Version: version, CatalogueVersion: scenarios.Version,
 	}}
 	rep, err := runner.Run(ctx)
 	if err != nil {
@@ -372,4 +372,15 @@ func newReportCmd() *cobra.Command {
 	cmd.Flags().StringVar(&format, "format", "md", "html, md, junit or json")
 	cmd.Flags().StringVarP(&out, "output", "o", "", "write to this file instead of standard output")
 	return cmd
+}
+
+// isTerminal reports whether w is an interactive terminal and not a CI
+// log (CI=true is set by GitHub Actions, GitLab CI and most others).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok || os.Getenv("CI") != "" {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
