@@ -1,9 +1,10 @@
 package softhsm
 
 import (
-	"os"
 	"os/exec"
 	"testing"
+
+	"github.com/agentsso/agentsso/internal/parts"
 )
 
 // requirePart skips tb when a real part it needs is missing, naming the
@@ -11,21 +12,14 @@ import (
 // which installs every part) a missing part fails the test instead.
 func requirePart(tb testing.TB, pkg string, ok bool) {
 	tb.Helper()
-	if ok {
-		return
-	}
-	msg := "needs " + pkg + ", which is not installed (Debian/Ubuntu: apt-get install -y " + pkg + ")"
-	if os.Getenv("AGENTSSO_TEST_STRICT") == "1" {
-		tb.Fatal(msg + "; AGENTSSO_TEST_STRICT=1 makes this a failure")
-	}
-	tb.Skip(msg)
+	parts.Require(tb, pkg, "Debian/Ubuntu: apt-get install -y "+pkg, ok)
 }
 
 // requireCGO checks that this build can load PKCS#11 modules.
 func requireCGO(tb testing.TB) {
 	tb.Helper()
 	if !pkcs11Supported {
-		if os.Getenv("AGENTSSO_TEST_STRICT") == "1" {
+		if parts.Strict() {
 			tb.Fatal("the pkcs11 backend needs cgo (CGO_ENABLED=1); AGENTSSO_TEST_STRICT=1 makes this a failure")
 		}
 		tb.Skip("the pkcs11 backend needs cgo (CGO_ENABLED=1)")

@@ -17,6 +17,7 @@ import (
 	josejwt "github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/agentsso/agentsso/emulator"
+	"github.com/agentsso/agentsso/internal/parts"
 	"github.com/agentsso/agentsso/softhsm"
 )
 
@@ -24,14 +25,7 @@ import (
 // install; AGENTSSO_TEST_STRICT=1 (CI) makes that a failure.
 func requirePart(t *testing.T, pkg string, ok bool) {
 	t.Helper()
-	if ok {
-		return
-	}
-	msg := "needs " + pkg + " (apt-get install -y " + pkg + ")"
-	if os.Getenv("AGENTSSO_TEST_STRICT") == "1" {
-		t.Fatal(msg + "; AGENTSSO_TEST_STRICT=1 makes this a failure")
-	}
-	t.Skip(msg)
+	parts.Require(t, pkg, "apt-get install -y "+pkg, ok)
 }
 
 // TestServeWithCustodyBackends serves the default tenants with their

@@ -32,6 +32,8 @@ import (
 	"github.com/agentsso/agentsso/conformance"
 	"github.com/agentsso/agentsso/emulator/emulatortest"
 	"github.com/agentsso/agentsso/scenarios"
+
+	"github.com/agentsso/agentsso/internal/parts"
 )
 
 // modulesDir is where Debian installs Apache's modules.
@@ -111,14 +113,7 @@ func TestApacheModAuthOpenIDC(t *testing.T) { runApache(t, modAuthOpenIDC) }
 // install; AGENTSSO_TEST_STRICT=1 (CI) makes that a failure.
 func requirePart(t *testing.T, what string, ok bool) {
 	t.Helper()
-	if ok {
-		return
-	}
-	msg := "needs " + what + " (apt-get install -y --no-install-recommends " + packages + ")"
-	if os.Getenv("AGENTSSO_TEST_STRICT") == "1" {
-		t.Fatal(msg + "; AGENTSSO_TEST_STRICT=1 makes this a failure")
-	}
-	t.Skip(msg)
+	parts.Require(t, what, "apt-get install -y --no-install-recommends "+packages, ok)
 }
 
 func apacheBinary() string {
