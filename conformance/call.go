@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/cryptosigner"
 )
 
 // caller sends requests to the target from chosen loopback addresses.
@@ -29,16 +31,24 @@ type caller struct {
 	timeout time.Duration
 	mu      sync.Mutex
 	clients map[string]*http.Client
-	dpopKey *ecdsa.PrivateKey
-	other   *ecdsa.PrivateKey
+	// dpopKey is the harness's DPoP key: an ECDSA P-256 signer, in memory
+	// or held by an HSM or TPM (Options.DPoPKey).
+	dpopKey crypto.Signer
+	other   crypto.Signer
 	jkt     string
 	version string
 }
 
-func newCaller(t *Target, timeout time.Duration, version string) (*caller, error) {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
+func newCaller(t *Target, timeout time.Duration, version string, dpopKey crypto.Signer) (*caller, error) {
+	k := dpopKey
+	if k == nil {
+		mk, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		k = mk
+	} else if pub, ok := k.Public().(*ecdsa.PublicKey); !ok || pub.Curve != elliptic.P256() {
+		return nil, errors.New("conformance: the DPoP key must be an ECDSA P-256 key (ES256)")
 	}
 	o, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -258,7 +268,13 @@ func (c *caller) addDPoP(req *http.Request, cs callSpec) error {
 	payload, _ := json.Marshal(claims)
 	pub := jose.JSONWebKey{Key: key.Public()}
 	if mut["private-jwk"] {
-		pub = jose.JSONWebKey{Key: key}
+		// A private JWK needs private material: the in-memory other key
+		// stands in when the harness's key is held by an HSM.
+		priv := key
+		if _, ok := priv.(*ecdsa.PrivateKey); !ok {
+			priv = c.other
+		}
+		pub = jose.JSONWebKey{Key: priv}
 	}
 	jwkJSON, _ := pub.MarshalJSON()
 	hdr := map[string]any{"typ": "dpop+jwt", "alg": "ES256", "jwk": json.RawMessage(jwkJSON)}
@@ -284,7 +300,11 @@ func (c *caller) addDPoP(req *http.Request, cs callSpec) error {
 		proof, _ = jws.CompactSerialize()
 	default:
 		opts := (&jose.SignerOptions{}).WithHeader("typ", hdr["typ"]).WithHeader("jwk", hdr["jwk"])
-		s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key}, opts)
+		var sk any = key
+		if _, ok := key.(*ecdsa.PrivateKey); !ok {
+			sk = cryptosigner.Opaque(key)
+		}
+		s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: sk}, opts)
 		if err != nil {
 			return err
 		}

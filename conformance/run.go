@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"context"
+	"crypto"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -31,6 +32,10 @@ type Options struct {
 	// Live, for a terminal, also shows the scenario under way on a line
 	// that is rewritten in place; CI logs get plain lines only.
 	Live bool
+	// DPoPKey, when set, is the harness's DPoP key (an ECDSA P-256
+	// crypto.Signer, for example one held by SoftHSM2 or a TPM through the
+	// softhsm package); by default a fresh in-memory key.
+	DPoPKey crypto.Signer
 	// Version is agentsso's version for the report.
 	Version string
 	// CatalogueVersion names the embedded catalogue's version.
@@ -99,7 +104,7 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	started := time.Now()
 	e := &env{r: r}
 	var err error
-	if e.call, err = newCaller(r.Target, o.RequestTimeout, o.Version); err != nil {
+	if e.call, err = newCaller(r.Target, o.RequestTimeout, o.Version, o.DPoPKey); err != nil {
 		return nil, err
 	}
 	defer e.call.close()
