@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 )
 
 type loadFlags struct {
@@ -91,9 +90,7 @@ func runLoad(ctx context.Context, out io.Writer, f loadFlags) error {
 	}
 	if f.cpuLoad != "" {
 		if n, err := strconv.Atoi(f.cpuLoad); err == nil {
-			var set unix.CPUSet
-			set.Set(n)
-			_ = unix.SchedSetaffinity(0, &set)
+			pinToCPU(n)
 		}
 	}
 	var results []loadResult
