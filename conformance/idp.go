@@ -36,7 +36,7 @@ type MintResult struct {
 // Mint mints a token for a tenant.
 func (p *IdP) Mint(ctx context.Context, tenant string, m MintRequest) (*MintResult, error) {
 	var out MintResult
-	if err := p.do(ctx, http.MethodPost, "/admin/v1/tenants/"+url.PathEscape(tenant)+"/mint", m, &out); err != nil {
+	if err := p.Do(ctx, http.MethodPost, "/admin/v1/tenants/"+url.PathEscape(tenant)+"/mint", m, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -44,7 +44,7 @@ func (p *IdP) Mint(ctx context.Context, tenant string, m MintRequest) (*MintResu
 
 // RevokeJTI revokes a token by its jti.
 func (p *IdP) RevokeJTI(ctx context.Context, tenant, jti string) error {
-	return p.do(ctx, http.MethodPost, "/admin/v1/tenants/"+url.PathEscape(tenant)+"/revoke", map[string]string{"jti": jti}, nil)
+	return p.Do(ctx, http.MethodPost, "/admin/v1/tenants/"+url.PathEscape(tenant)+"/revoke", map[string]string{"jti": jti}, nil)
 }
 
 // KeyInfo is one key as the admin API lists it.
@@ -60,7 +60,7 @@ type KeyInfo struct {
 // Keys lists a tenant's keys.
 func (p *IdP) Keys(ctx context.Context, tenant string) ([]KeyInfo, error) {
 	var out []KeyInfo
-	if err := p.do(ctx, http.MethodGet, "/admin/v1/tenants/"+url.PathEscape(tenant)+"/keys", nil, &out); err != nil {
+	if err := p.Do(ctx, http.MethodGet, "/admin/v1/tenants/"+url.PathEscape(tenant)+"/keys", nil, &out); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -72,13 +72,13 @@ func (p *IdP) KeyAction(ctx context.Context, tenant, action, kid string) error {
 	base := "/admin/v1/tenants/" + url.PathEscape(tenant) + "/keys"
 	switch action {
 	case "rotate":
-		return p.do(ctx, http.MethodPost, base+"/rotate", map[string]any{}, nil)
+		return p.Do(ctx, http.MethodPost, base+"/rotate", map[string]any{}, nil)
 	case "withdraw":
-		return p.do(ctx, http.MethodPost, base+"/"+url.PathEscape(kid)+"/withdraw", map[string]any{}, nil)
+		return p.Do(ctx, http.MethodPost, base+"/"+url.PathEscape(kid)+"/withdraw", map[string]any{}, nil)
 	case "hide":
-		return p.do(ctx, http.MethodPost, base+"/"+url.PathEscape(kid)+"/publish", map[string]any{"published": false}, nil)
+		return p.Do(ctx, http.MethodPost, base+"/"+url.PathEscape(kid)+"/publish", map[string]any{"published": false}, nil)
 	case "publish":
-		return p.do(ctx, http.MethodPost, base+"/"+url.PathEscape(kid)+"/publish", map[string]any{"published": true}, nil)
+		return p.Do(ctx, http.MethodPost, base+"/"+url.PathEscape(kid)+"/publish", map[string]any{"published": true}, nil)
 	}
 	return fmt.Errorf("unknown key action %q", action)
 }
@@ -94,23 +94,23 @@ type Fault struct {
 
 // SetFault injects a fault.
 func (p *IdP) SetFault(ctx context.Context, tenant string, f Fault) error {
-	return p.do(ctx, http.MethodPost, "/admin/v1/tenants/"+url.PathEscape(tenant)+"/faults", f, nil)
+	return p.Do(ctx, http.MethodPost, "/admin/v1/tenants/"+url.PathEscape(tenant)+"/faults", f, nil)
 }
 
 // ClearFaults removes every fault of a tenant.
 func (p *IdP) ClearFaults(ctx context.Context, tenant string) error {
-	return p.do(ctx, http.MethodDelete, "/admin/v1/tenants/"+url.PathEscape(tenant)+"/faults", nil, nil)
+	return p.Do(ctx, http.MethodDelete, "/admin/v1/tenants/"+url.PathEscape(tenant)+"/faults", nil, nil)
 }
 
 // ResetTenant restores a tenant's configured state.
 func (p *IdP) ResetTenant(ctx context.Context, tenant string) error {
-	return p.do(ctx, http.MethodPost, "/admin/v1/tenants/"+url.PathEscape(tenant)+"/reset", map[string]any{}, nil)
+	return p.Do(ctx, http.MethodPost, "/admin/v1/tenants/"+url.PathEscape(tenant)+"/reset", map[string]any{}, nil)
 }
 
 // TenantNames lists the tenants.
 func (p *IdP) TenantNames(ctx context.Context) ([]string, error) {
 	var raw json.RawMessage
-	if err := p.do(ctx, http.MethodGet, "/admin/v1/tenants", nil, &raw); err != nil {
+	if err := p.Do(ctx, http.MethodGet, "/admin/v1/tenants", nil, &raw); err != nil {
 		return nil, err
 	}
 	var list []struct {
@@ -146,7 +146,9 @@ func (e *AdminError) Error() string {
 	return fmt.Sprintf("admin API %s: HTTP %d %s: %s", e.Path, e.Status, e.Code, e.Desc)
 }
 
-func (p *IdP) do(ctx context.Context, method, path string, in, out any) error {
+// Do sends one admin API request: in (if any) as JSON, out (if any)
+// decoded from the answer; an error answer is an *AdminError.
+func (p *IdP) Do(ctx context.Context, method, path string, in, out any) error {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)

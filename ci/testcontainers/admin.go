@@ -1,11 +1,8 @@
 package agentssotc
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -139,49 +136,8 @@ func tenantPath(tenant, rest string) string {
 	return "/admin/v1/tenants/" + url.PathEscape(tenant) + rest
 }
 
-// call is conformance.IdP's request shape for the endpoints it lacks; an
-// error answer is a *conformance.AdminError.
+// call sends one admin API request through conformance.IdP; an error
+// answer is a *conformance.AdminError.
 func (a *Admin) call(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(a.AdminURL, "/")+path, body)
-	if err != nil {
-		return err
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if a.AdminToken != "" {
-		req.Header.Set("Authorization", "Bearer "+a.AdminToken)
-	}
-	hc := a.HTTP
-	if hc == nil {
-		hc = &http.Client{Timeout: 10 * time.Second}
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("admin API %s: %w", path, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	if resp.StatusCode >= 300 {
-		var e struct {
-			Error string `json:"error"`
-			Desc  string `json:"error_description"`
-		}
-		_ = json.Unmarshal(b, &e)
-		return &conformance.AdminError{Status: resp.StatusCode, Code: e.Error, Desc: e.Desc, Path: path}
-	}
-	if out != nil && len(b) > 0 {
-		if err := json.Unmarshal(b, out); err != nil {
-			return fmt.Errorf("admin API %s: %w", path, err)
-		}
-	}
-	return nil
+	return a.IdP.Do(ctx, method, path, in, out)
 }
