@@ -485,26 +485,38 @@ func (s *Server) putClient(tenant string, cc ClientConfig, mode upsertMode) (Cli
 	defer s.admin.mu.Unlock()
 	var strip string
 	t, err := s.changeTenant(tenant, "", "admin API", func(tc *TenantConfig) error {
-		i := slices.IndexFunc(tc.Clients, func(c ClientConfig) bool { return c.ID == cc.ID })
-		switch {
-		case i >= 0 && mode == modeCreate:
-			return fmt.Errorf("client %q %w in tenant %s: PUT .../clients/%s replaces it", cc.ID, ErrExists, tenant, cc.ID)
-		case i < 0 && mode == modeUpdate:
-			return noClient(tenant, cc.ID)
-		case i >= 0:
-			tc.Clients[i] = cc
-		default:
-			i = len(tc.Clients)
-			tc.Clients = append(tc.Clients, cc)
-		}
+		i, err := putItem(&tc.Clients, cc, func(c ClientConfig) bool { return c.ID == cc.ID }, mode,
+			func() error {
+				return fmt.Errorf("client %q %w in tenant %s: PUT .../clients/%s replaces it", cc.ID, ErrExists, tenant, cc.ID)
+			},
+			func() error { return noClient(tenant, cc.ID) })
 		strip = fmt.Sprintf("clients[%d].", i)
-		return nil
+		return err
 	})
 	if err != nil {
 		return ClientConfig{}, stripField(err, strip)
 	}
 	s.adminEvent(t, audit.Event{Endpoint: "admin.client.put", ClientID: cc.ID})
 	return s.Client(tenant, cc.ID)
+}
+
+// putItem creates, replaces or upserts item in list, where match finds an
+// existing one; exists and missing make the errors of a create that finds
+// one and an update that finds none. It returns the item's index.
+func putItem[T any](list *[]T, item T, match func(T) bool, mode upsertMode, exists, missing func() error) (int, error) {
+	i := slices.IndexFunc(*list, match)
+	switch {
+	case i >= 0 && mode == modeCreate:
+		return i, exists()
+	case i < 0 && mode == modeUpdate:
+		return i, missing()
+	case i >= 0:
+		(*list)[i] = item
+	default:
+		i = len(*list)
+		*list = append(*list, item)
+	}
+	return i, nil
 }
 
 // stripField drops prefix from the fields of configuration errors.
@@ -625,20 +637,13 @@ func (s *Server) putUser(tenant string, u UserConfig, mode upsertMode) (UserConf
 	defer s.admin.mu.Unlock()
 	strip := ""
 	t, err := s.changeTenant(tenant, "", "admin API", func(tc *TenantConfig) error {
-		i := slices.IndexFunc(tc.Users, func(x UserConfig) bool { return x.Username == u.Username })
-		switch {
-		case i >= 0 && mode == modeCreate:
-			return fmt.Errorf("user %q %w in tenant %s: PUT .../users/%s replaces it", u.Username, ErrExists, tenant, u.Username)
-		case i < 0 && mode == modeUpdate:
-			return noUser(tenant, u.Username)
-		case i >= 0:
-			tc.Users[i] = u
-		default:
-			i = len(tc.Users)
-			tc.Users = append(tc.Users, u)
-		}
+		i, err := putItem(&tc.Users, u, func(x UserConfig) bool { return x.Username == u.Username }, mode,
+			func() error {
+				return fmt.Errorf("user %q %w in tenant %s: PUT .../users/%s replaces it", u.Username, ErrExists, tenant, u.Username)
+			},
+			func() error { return noUser(tenant, u.Username) })
 		strip = fmt.Sprintf("users[%d].", i)
-		return nil
+		return err
 	})
 	if err != nil {
 		return UserConfig{}, stripField(err, strip)
