@@ -2,11 +2,7 @@ package emulator
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"html/template"
@@ -14,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -419,49 +414,15 @@ func (t *tenant) newPage(r *http.Request, c *client, params url.Values, scopes, 
 			d.Hidden = append(d.Hidden, pageField{k, v})
 		}
 	}
-	// Keep the browser's binding if it has one, so that two tabs work.
-	if ck, err := r.Cookie(csrfCookie); err == nil && validBinding(ck.Value) {
-		d.cookie = ck.Value
-	} else {
-		var b [32]byte
-		_, _ = rand.Read(b[:])
-		d.cookie = base64.RawURLEncoding.EncodeToString(b[:])
-	}
-	exp := t.clock.Now().Add(pageFormLifetime).Unix()
-	d.CSRF = strconv.FormatInt(exp, 10) + "." + t.pageMAC(r.Context(), exp, d.cookie, params)
+	d.cookie = formBinding(r, csrfCookie)
+	d.CSRF = t.formToken(r.Context(), "authorize", d.cookie, params.Encode())
 	return d
 }
 
-func validBinding(v string) bool {
-	b, err := base64.RawURLEncoding.DecodeString(v)
-	return err == nil && len(b) == 32
-}
-
-// pageMAC authenticates a form's parameters, expiry and browser binding
-// with a key derived from the tenant's fosite secret.
-func (t *tenant) pageMAC(ctx context.Context, exp int64, binding string, params url.Values) string {
-	secret, _ := t.provider().Config.GetGlobalSecret(ctx)
-	m := hmac.New(sha256.New, secret)
-	m.Write([]byte("agentsso authorize form v1\x00" + t.name + "\x00" + strconv.FormatInt(exp, 10) + "\x00" + binding + "\x00" + params.Encode()))
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
-}
-
-// checkPageToken verifies a submitted form token against the submitted
-// parameters, the browser's binding cookie and the tenant's clock.
-func (t *tenant) checkPageToken(ctx context.Context, r *http.Request, params url.Values, tok string) bool {
-	ck, err := r.Cookie(csrfCookie)
-	if err != nil || !validBinding(ck.Value) {
-		return false
-	}
-	expStr, mac, ok := strings.Cut(tok, ".")
-	if !ok {
-		return false
-	}
-	exp, err := strconv.ParseInt(expStr, 10, 64)
-	if err != nil || t.clock.Now().Unix() >= exp {
-		return false
-	}
-	return hmac.Equal([]byte(mac), []byte(t.pageMAC(ctx, exp, ck.Value, params)))
+// checkPageToken verifies a submitted sign-in form token against the
+// submitted parameters, the browser's binding cookie and the tenant's clock.
+func (t *tenant) checkPageToken(_ context.Context, r *http.Request, params url.Values, tok string) bool {
+	return t.checkFormToken(r, csrfCookie, "authorize", tok, params.Encode())
 }
 
 // renderPage writes the sign-in page and its audit event.

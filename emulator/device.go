@@ -2,9 +2,7 @@ package emulator
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
@@ -755,15 +753,8 @@ func (t *tenant) deviceAnswer(w http.ResponseWriter, r *http.Request, ev *audit.
 
 func (t *tenant) newDevicePage(r *http.Request, code string) *devicePageData {
 	d := &devicePageData{Tenant: t.name, Issuer: t.issuer(), Action: "/t/" + t.name + "/device", UserCode: code}
-	if ck, err := r.Cookie(deviceCookie); err == nil && validBinding(ck.Value) {
-		d.cookie = ck.Value
-	} else {
-		var b [32]byte
-		_, _ = rand.Read(b[:])
-		d.cookie = base64.RawURLEncoding.EncodeToString(b[:])
-	}
-	exp := t.clock.Now().Add(pageFormLifetime).Unix()
-	d.CSRF = strconv.FormatInt(exp, 10) + "." + t.deviceMAC(r.Context(), exp, d.cookie)
+	d.cookie = formBinding(r, deviceCookie)
+	d.CSRF = t.formToken(r.Context(), "device", d.cookie)
 	return d
 }
 
@@ -776,28 +767,8 @@ func (t *tenant) fillDevicePage(d *devicePageData, req DeviceCode) {
 	}
 }
 
-// deviceMAC authenticates a device form's expiry and browser binding.
-func (t *tenant) deviceMAC(ctx context.Context, exp int64, binding string) string {
-	secret, _ := t.provider().Config.GetGlobalSecret(ctx)
-	m := hmac.New(sha256.New, secret)
-	m.Write([]byte("agentsso device form v1\x00" + t.name + "\x00" + strconv.FormatInt(exp, 10) + "\x00" + binding))
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
-}
-
 func (t *tenant) checkDeviceToken(r *http.Request, tok string) bool {
-	ck, err := r.Cookie(deviceCookie)
-	if err != nil || !validBinding(ck.Value) {
-		return false
-	}
-	expStr, mac, ok := strings.Cut(tok, ".")
-	if !ok {
-		return false
-	}
-	exp, err := strconv.ParseInt(expStr, 10, 64)
-	if err != nil || t.clock.Now().Unix() >= exp {
-		return false
-	}
-	return hmac.Equal([]byte(mac), []byte(t.deviceMAC(r.Context(), exp, ck.Value)))
+	return t.checkFormToken(r, deviceCookie, "device", tok)
 }
 
 func (t *tenant) renderDevicePage(w http.ResponseWriter, r *http.Request, ev *audit.Event, status int, d *devicePageData, reason string) {
