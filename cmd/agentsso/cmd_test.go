@@ -63,15 +63,7 @@ func TestServeStateDirKeepsIdentity(t *testing.T) {
 	dir := t.TempDir()
 	kid := func() string {
 		f := serveFlags{addr: "127.0.0.1:0", adminAddr: "127.0.0.1:0", stateDir: dir, tls: true}
-		cfg, _, err := f.load()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out bytes.Buffer
-		r, err := start(context.Background(), cfg, &out)
-		if err != nil {
-			t.Fatal(err)
-		}
+		r, out := startFlags(t, f)
 		defer r.stop()
 		if !strings.Contains(out.String(), "listening on https://127.0.0.1:") {
 			t.Fatalf("first lines do not name the address:\n%s", out.String())
@@ -121,15 +113,7 @@ func TestServeMTLSListener(t *testing.T) {
 	dir := t.TempDir()
 	f := serveFlags{addr: "127.0.0.1:0", adminAddr: "127.0.0.1:0", stateDir: dir, mtlsAddr: "127.0.0.1:0"}
 	t.Setenv("AGENTSSO_KEYS_BACKEND", "memory")
-	cfg, _, err := f.load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	r, err := start(context.Background(), cfg, &out)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, out := startFlags(t, f)
 	defer r.stop()
 	if !strings.Contains(out.String(), "mTLS endpoints (RFC 8705) on https://127.0.0.1:") {
 		t.Fatalf("serve does not name the mTLS listener:\n%s", out.String())
@@ -167,4 +151,20 @@ func TestServeMTLSListener(t *testing.T) {
 	if tr.StatusCode != 200 {
 		t.Fatalf("token over the mTLS listener: HTTP %d", tr.StatusCode)
 	}
+}
+
+// startFlags loads the configuration as serve would with f and starts the
+// emulator; the caller stops it. out holds serve's first lines.
+func startFlags(t *testing.T, f serveFlags) (*running, *bytes.Buffer) {
+	t.Helper()
+	cfg, _, err := f.load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	r, err := start(context.Background(), cfg, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, &out
 }

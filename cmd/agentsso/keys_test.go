@@ -50,15 +50,7 @@ func TestServeWithCustodyBackends(t *testing.T) {
 			t.Setenv("AGENTSSO_KEYS_BACKEND", backend)
 			serveOnce := func() (kid string) {
 				f := serveFlags{addr: "127.0.0.1:0", adminAddr: "127.0.0.1:0", stateDir: dir}
-				cfg, _, err := f.load()
-				if err != nil {
-					t.Fatal(err)
-				}
-				var out bytes.Buffer
-				r, err := start(context.Background(), cfg, &out)
-				if err != nil {
-					t.Fatal(err)
-				}
+				r, out := startFlags(t, f)
 				defer func() {
 					if err := r.stop(); err != nil {
 						t.Error(err)
@@ -221,15 +213,7 @@ func TestPerTenantBackends(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := serveFlags{config: cfgFile, addr: "127.0.0.1:0", adminAddr: "127.0.0.1:0", stateDir: dir}
-	cfg, _, err := f.load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	r, err := start(context.Background(), cfg, &out)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, out := startFlags(t, f)
 	defer r.stop()
 	if !strings.Contains(out.String(), "acme=tpm") || !strings.Contains(out.String(), "globex=memory") {
 		t.Fatalf("serve does not say which backend each tenant uses:\n%s", out.String())
