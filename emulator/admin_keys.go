@@ -96,8 +96,10 @@ func (s *Server) RotateKey(ctx context.Context, tenant string) (KeyStatus, error
 	}
 	t.keyMu.Lock()
 	t.keys = append(t.keys, sk)
+	kids := kidsOf(t.keys)
 	t.keyMu.Unlock()
 	t.invalidateJWKS()
+	s.recordKids(t.name, kids)
 	s.adminEvent(t, audit.Event{Endpoint: "admin.key.rotate", Extra: map[string]any{"kid": k.KID}})
 	return t.keyStatusOf(k.KID), nil
 }
@@ -169,6 +171,7 @@ func (s *Server) DeleteKey(ctx context.Context, tenant, kid string) error {
 	t.keys = slices.Delete(slices.Clone(t.keys), i, i+1)
 	delete(t.hidden, kid)
 	t.invalidateJWKS()
+	s.recordKids(t.name, kidsOf(t.keys))
 	s.adminEvent(t, audit.Event{Endpoint: "admin.key.delete", Extra: map[string]any{"kid": kid}})
 	return nil
 }

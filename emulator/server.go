@@ -40,6 +40,8 @@ type Server struct {
 	mu      sync.RWMutex
 	tenants map[string]*tenant
 
+	kidRec kidRecord
+
 	secretsMu sync.Mutex
 	secrets   map[string]string // "tenant/client" -> generated secret
 

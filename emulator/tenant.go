@@ -320,6 +320,11 @@ func (t *tenant) loadKeys(ctx context.Context) error {
 		return fmt.Errorf("emulator: tenant %s: list keys: %w", t.name, err)
 	}
 	if len(ks) == 0 {
+		if rec, err := t.srv.recordedKids(t.name); err != nil {
+			return err
+		} else if len(rec) > 0 {
+			return keysGoneError(t.name, t.srv.keys.Backend(), rec, t.srv.kidsPath())
+		}
 		t.mu.RLock()
 		alg := t.cfg.Alg
 		t.mu.RUnlock()
@@ -340,8 +345,10 @@ func (t *tenant) loadKeys(ctx context.Context) error {
 	t.keyMu.Lock()
 	t.keys = sks
 	t.hidden = map[string]bool{}
+	kids := kidsOf(sks)
 	t.keyMu.Unlock()
 	t.invalidateJWKS()
+	t.srv.recordKids(t.name, kids)
 	return nil
 }
 
