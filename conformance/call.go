@@ -8,15 +8,19 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -37,6 +41,88 @@ type caller struct {
 	other   crypto.Signer
 	jkt     string
 	version string
+	// roots verify an https target's server certificate (nil: the
+	// system's); certs are the client certificates, "bound" and "other";
+	// certX5T is the bound one's x5t#S256.
+	roots   *x509.CertPool
+	certs   map[string]*tls.Certificate
+	certX5T string
+	// requireCert: the target's handshake needs a client certificate.
+	requireCert bool
+}
+
+// ClientCA issues the harness's TLS client certificates and is trusted
+// for an https target's server certificate. *tlsca.CA (the emulator's
+// local CA) is one.
+type ClientCA interface {
+	ClientCert(cn string, dns, uris []string) (tls.Certificate, error)
+	CertFile() string
+}
+
+// setupTLS prepares the calls to an https target: the roots that verify
+// its server certificate (the system's, the client CA's, the target's
+// tls.ca_file) and, with a client CA, two client certificates of that CA.
+func (c *caller) setupTLS(ca ClientCA) error {
+	t := c.target
+	var extra []*x509.Certificate
+	if t.TLS != nil {
+		c.requireCert = t.TLS.ClientCertRequired
+		if t.TLS.CAFile != "" {
+			cs, err := readCAFile(t.TLS.CAFile)
+			if err != nil {
+				return fmt.Errorf("target tls.ca_file: %w", err)
+			}
+			extra = append(extra, cs...)
+		}
+	}
+	if ca != nil {
+		cs, err := readCAFile(ca.CertFile())
+		if err != nil {
+			return fmt.Errorf("client CA: %w", err)
+		}
+		extra = append(extra, cs...)
+		c.certs = map[string]*tls.Certificate{}
+		for name, id := range map[string]string{"bound": "harness", "other": "harness-other"} {
+			cert, err := ca.ClientCert("agentsso-"+id, nil, []string{"spiffe://agentsso.test/" + id})
+			if err != nil {
+				return fmt.Errorf("client CA: %w", err)
+			}
+			if cert.Leaf == nil {
+				if cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+					return fmt.Errorf("client CA: %w", err)
+				}
+			}
+			c.certs[name] = &cert
+		}
+		sum := sha256.Sum256(c.certs["bound"].Leaf.Raw)
+		c.certX5T = base64.RawURLEncoding.EncodeToString(sum[:])
+	}
+	if len(extra) > 0 {
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		for _, x := range extra {
+			pool.AddCert(x)
+		}
+		c.roots = pool
+	}
+	return nil
+}
+
+// defaultCert is the client certificate a call presents when its step
+// does not say: bound for a certificate-bound token or a target that
+// requires one, else none.
+func (c *caller) defaultCert(ref *TokenRef) string {
+	if c.requireCert {
+		return "bound"
+	}
+	if ref != nil {
+		if cnf, ok := ref.Claims["cnf"].(map[string]any); ok && cnf["x5t#S256"] != nil {
+			return "bound"
+		}
+	}
+	return "none"
 }
 
 func newCaller(t *Target, timeout time.Duration, version string, dpopKey crypto.Signer) (*caller, error) {
@@ -63,22 +149,44 @@ func newCaller(t *Target, timeout time.Duration, version string, dpopKey crypto.
 		jkt: base64.RawURLEncoding.EncodeToString(tp), version: version}, nil
 }
 
-func (c *caller) client(from string) *http.Client {
+// client is the HTTP client for calls from a source address, presenting
+// the default client certificate.
+func (c *caller) client(from string) *http.Client { return c.clientFor(from, c.defaultCert(nil)) }
+
+// clientFor is the HTTP client for calls from a source address that
+// present a client certificate (bound, other or none): one per pair, so
+// that no connection is shared between two TLS identities.
+func (c *caller) clientFor(from, cert string) *http.Client {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if hc, ok := c.clients[from]; ok {
+	key := from + "|" + cert
+	if hc, ok := c.clients[key]; ok {
 		return hc
 	}
 	d := &net.Dialer{Timeout: c.timeout}
 	if from != "" {
 		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
 	}
+	chosen := c.certs[cert]
+	tc := &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		RootCAs:    c.roots,
+		// Whatever CAs the server names, present exactly this
+		// certificate (or none): the call tests the target, not Go's
+		// certificate selection.
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			if chosen == nil {
+				return &tls.Certificate{}, nil
+			}
+			return chosen, nil
+		},
+	}
 	hc := &http.Client{
 		Timeout:       c.timeout,
-		Transport:     &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 4},
+		Transport:     &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 4, TLSClientConfig: tc},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	c.clients[from] = hc
+	c.clients[key] = hc
 	return hc
 }
 
@@ -99,6 +207,10 @@ type callSpec struct {
 	inQuery bool
 	dpop    *DPoPSpec
 	tool    string
+	// cert is the client certificate presented (bound, other, none);
+	// spoof the forged proxy headers.
+	cert  string
+	spoof []string
 	// session, when set, is an MCP session opened earlier: the call goes
 	// into it without initializing.
 	session string
@@ -195,6 +307,11 @@ func (c *caller) send(ctx context.Context, cs callSpec, payload any, session str
 			return res
 		}
 	}
+	spoofed, err := c.addSpoof(req, cs.spoof)
+	if err != nil {
+		res.err = err
+		return res
+	}
 	res.req = Request{Method: method, URL: redactURL(u), Source: cs.from, Token: cs.ref, Body: truncate(bodyText, 512), Headers: map[string]string{}}
 	if cs.token != "" && !cs.inQuery {
 		res.req.Headers["Authorization"] = scheme + " <token " + cs.ref.SHA256 + ">"
@@ -205,8 +322,15 @@ func (c *caller) send(ctx context.Context, cs callSpec, payload any, session str
 	if session != "" {
 		res.req.Headers["Mcp-Session-Id"] = session
 	}
+	for k, v := range spoofed {
+		res.req.Headers[k] = v
+	}
+	cert := cs.cert
+	if cert == "" {
+		cert = c.defaultCert(cs.ref)
+	}
 	t0 := time.Now()
-	resp, err := c.client(cs.from).Do(req)
+	resp, err := c.clientFor(cs.from, cert).Do(req)
 	res.resp.DurationMS = float64(time.Since(t0).Microseconds()) / 1000
 	if err != nil {
 		res.err = err
@@ -344,7 +468,7 @@ func tokenRef(label, tok string) *TokenRef {
 	if len(parts) >= 2 {
 		var h, c map[string]any
 		if b, err := base64.RawURLEncoding.DecodeString(parts[0]); err == nil && json.Unmarshal(b, &h) == nil {
-			ref.Header = h
+			ref.Header = elideLarge(h)
 		}
 		if b, err := base64.RawURLEncoding.DecodeString(parts[1]); err == nil && json.Unmarshal(b, &c) == nil {
 			ref.Claims = map[string]any{}
@@ -353,6 +477,7 @@ func tokenRef(label, tok string) *TokenRef {
 					ref.Claims[k] = v
 				}
 			}
+			ref.Claims = elideLarge(ref.Claims)
 			ref.JTI, _ = c["jti"].(string)
 		}
 	}
@@ -390,3 +515,78 @@ func truncate(s string, n int) string {
 	}
 	return s[:n] + fmt.Sprintf("… (%d bytes more)", len(s)-n)
 }
+
+// spoofHeaders are the headers a TLS-terminating proxy sets for the
+// server behind it, here forged by the caller (RFC 9700 section 4.13):
+// the client certificate (carrying the bound certificate, in each
+// proxy's format) and the client's address (carrying 127.0.0.1, the
+// harness's default source and the network ctx-net-loopback1 binds to).
+var spoofHeaders = map[string]struct {
+	header string
+	value  func(der []byte) string // nil: the address
+}{
+	// RFC 9440 section 2.2: a Structured Field Byte Sequence.
+	"client-cert": {"Client-Cert", func(der []byte) string { return ":" + base64.StdEncoding.EncodeToString(der) + ":" }},
+	// nginx $ssl_client_escaped_cert and the like: a URL-escaped PEM.
+	"x-client-cert":     {"X-Client-Cert", escapedPEM},
+	"x-ssl-client-cert": {"X-SSL-Client-Cert", escapedPEM},
+	// Envoy.
+	"x-forwarded-client-cert": {"X-Forwarded-Client-Cert", func(der []byte) string {
+		sum := sha256.Sum256(der)
+		return "Hash=" + hex.EncodeToString(sum[:]) + `;Cert="` + escapedPEM(der) + `"`
+	}},
+	// Azure App Service.
+	"x-arr-clientcert": {"X-ARR-ClientCert", func(der []byte) string { return base64.StdEncoding.EncodeToString(der) }},
+	"x-forwarded-for":  {"X-Forwarded-For", nil},
+	"x-real-ip":        {"X-Real-IP", nil},
+	"forwarded":        {"Forwarded", nil},
+}
+
+// spoofedAddress is what the address headers claim.
+const spoofedAddress = "127.0.0.1"
+
+func escapedPEM(der []byte) string {
+	return url.PathEscape(string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
+}
+
+// spoofHeaderNames lists spoofHeaders' names, sorted.
+func spoofHeaderNames() []string {
+	out := make([]string, 0, len(spoofHeaders))
+	for k := range spoofHeaders {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// addSpoof sets the forged headers and returns them as evidence (the
+// certificate by its thumbprint, not its bytes).
+func (c *caller) addSpoof(req *http.Request, names []string) (map[string]string, error) {
+	ev := map[string]string{}
+	for _, n := range names {
+		sh, ok := spoofHeaders[strings.ToLower(n)]
+		if !ok {
+			return nil, fmt.Errorf("unknown spoofed header %q", n)
+		}
+		if sh.value == nil {
+			v := spoofedAddress
+			if sh.header == "Forwarded" {
+				v = "for=" + spoofedAddress
+			}
+			req.Header.Set(sh.header, v)
+			ev[sh.header] = v
+			continue
+		}
+		bound := c.certs["bound"]
+		if bound == nil {
+			return nil, errNoClientCA
+		}
+		req.Header.Set(sh.header, sh.value(bound.Leaf.Raw))
+		ev[sh.header] = "<the bound certificate, x5t#S256 " + c.certX5T + ">"
+	}
+	return ev, nil
+}
+
+// errNoClientCA: a step needs the harness's client certificates and the
+// run has no client CA.
+var errNoClientCA = errors.New("this step needs the harness's client certificates, and the run has no client CA (Options.ClientCA; `agentsso run` uses the local CA in <state-dir>/tls)")

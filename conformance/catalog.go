@@ -15,14 +15,17 @@ type CatalogEntry struct {
 	Requires []string `yaml:"requires,flow,omitempty"`
 	Tags     []string `yaml:"tags,flow,omitempty"`
 	Refs     []string `yaml:"refs,flow"`
-	File     string   `yaml:"file"`
+	// Alone: the scenario runs with nothing else under way
+	// (Scenario.RunsAlone).
+	Alone bool   `yaml:"alone,omitempty"`
+	File  string `yaml:"file"`
 }
 
 // CatalogYAML renders the catalogue summary kept in scenarios/catalog.yaml.
 func CatalogYAML(cs *CatalogueSet, version string) []byte {
 	var entries []CatalogEntry
 	for _, s := range cs.Scenarios {
-		e := CatalogEntry{ID: s.ID, Title: s.Title, Severity: s.Severity, Kinds: s.Kinds, Requires: s.Requires, Tags: s.Tags, File: s.File}
+		e := CatalogEntry{ID: s.ID, Title: s.Title, Severity: s.Severity, Kinds: s.Kinds, Requires: s.Requires, Tags: s.Tags, Alone: s.RunsAlone(), File: s.File}
 		for _, r := range s.Refs {
 			e.Refs = append(e.Refs, r.ID)
 		}

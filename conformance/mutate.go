@@ -27,6 +27,7 @@ type mintCtx struct {
 	otherIssuer string
 	canaryURL   string // a loopback listener that records fetches
 	dpopJKT     string // thumbprint of the harness's DPoP key
+	certX5T     string // x5t#S256 of the harness's bound client certificate
 	now         time.Time
 }
 
@@ -112,6 +113,14 @@ var mutations = map[string]mutation{
 	"cnf-jkt": {doc: "bound to the harness's DPoP key (cnf.jkt)", pre: func(m *MintRequest, c *mintCtx, _ string) {
 		m.Claims["cnf"] = map[string]any{"jkt": c.dpopJKT}
 	}},
+	"cnf-x5t": {doc: "bound to the harness's client certificate (cnf.x5t#S256, RFC 8705)", pre: func(m *MintRequest, c *mintCtx, _ string) {
+		cnf, _ := m.Claims["cnf"].(map[string]any)
+		if cnf == nil {
+			cnf = map[string]any{}
+		}
+		cnf["x5t#S256"] = c.certX5T
+		m.Claims["cnf"] = cnf
+	}},
 	"ctx-net-loopback1": {doc: "bound to source network 127.0.0.1/32", pre: func(m *MintRequest, _ *mintCtx, _ string) {
 		m.Claims["ctx"] = map[string]any{"net": []string{"127.0.0.1/32"}}
 	}},
@@ -152,7 +161,16 @@ var mutations = map[string]mutation{
 		m.Claims["sub"] = "user-alice"
 		m.Claims["act"] = map[string]any{"sub": "agent-b", "act": map[string]any{"sub": "agent-a"}}
 	}},
-	"sub-user-id": {doc: "a client_credentials token whose sub equals a user's id", pre: setClaim("sub", "user-alice")},
+	"sub-user-id": {doc: "a client_credentials token (sub = client_id, RFC 9068 section 2.2) whose sub equals a user's id", pre: func(m *MintRequest, _ *mintCtx, _ string) {
+		m.Claims["sub"], m.Claims["client_id"] = "user-alice", "user-alice"
+	}},
+	// Denial-of-service shapes (jwt-oversize-dos), built after signing.
+	"oversize-1mb":   {doc: "a 1 MiB token: the claims padded after signing", post: oversizeToken},
+	"dots-100k":      {doc: "the token followed by 100,000 dots (CVE-2025-30204, CVE-2025-27144, CVE-2025-22868)", post: manyDots},
+	"deep-json":      {doc: "a header with a member nested 5,000 arrays deep (under a 16 KiB cap)", post: deepHeader(5000)},
+	"deep-json-100k": {doc: "a header with a member nested 100,000 arrays deep", post: deepHeader(100_000)},
+	"p2c-huge":       {doc: "a JWE whose PBES2 p2c asks for 2^31-1 key-derivation iterations", post: p2cJWE},
+	"zip-bomb":       {doc: "zip: DEF in the header over a deflate bomb payload: 10 KiB that inflate to 10 MiB (CVE-2024-28180)", post: zipBomb},
 	"act-allowed-current": {doc: "act: the target's allowed actor is the current actor, another agent before it", pre: func(m *MintRequest, c *mintCtx, _ string) {
 		m.Claims["sub"] = "user-alice"
 		m.Claims["act"] = map[string]any{"sub": c.target.AllowedActor, "act": map[string]any{"sub": "agentsso-other-agent"}}

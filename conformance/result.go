@@ -139,6 +139,9 @@ type Result struct {
 	Evidence []Evidence `json:"evidence,omitempty"`
 	// Figures are measurements, e.g. "revocation_delay_ms": 120.
 	Figures map[string]float64 `json:"figures,omitempty"`
+	// Trace is an agent scenario's recorded requests, in order: who
+	// called which harness server, with which token (by label and jti).
+	Trace []TraceEntry `json:"trace,omitempty"`
 }
 
 // Evidence is one exchange with the target (or one observation), enough

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -36,6 +37,19 @@ type Options struct {
 	// crypto.Signer, for example one held by SoftHSM2 or a TPM through the
 	// softhsm package); by default a fresh in-memory key.
 	DPoPKey crypto.Signer
+	// ClientCA issues the TLS client certificates the harness presents to
+	// an https target (mtls: "bound", which cnf-x5t tokens are bound to,
+	// and "other"), and is trusted for the target's server certificate.
+	// The emulator's local CA (tlsca.CA) is one; nil means no client
+	// certificates, and steps that need one are errors.
+	ClientCA ClientCA
+	// Parallel is how many scenarios may run at once (0: DefaultParallel;
+	// 1: one at a time). Scenarios that change or read shared state run
+	// alone whatever it is (Scenario.RunsAlone); results keep catalogue
+	// order.
+	Parallel int
+	// AgentOptions are for agent targets (agent.go).
+	AgentOptions
 	// Version is agentsso's version for the report.
 	Version string
 	// CatalogueVersion names the embedded catalogue's version.
@@ -82,7 +96,14 @@ type env struct {
 	upstream *recorder
 	canary   *recorder
 	mc       mintCtx
-	minted   []string // every token minted, to check audit sinks for leaks
+	minted   *mintedTokens // every token minted, to check audit sinks for leaks
+	// callMu serialises requests to a gateway (see exclusive); audit is
+	// the target's audit sink, if it declares one.
+	callMu *sync.Mutex
+	audit  auditSource
+	// canaryPath is the scenario's own path on the canary listener, so
+	// that a fetch is attributed to the scenario whose token named it.
+	canaryPath string
 }
 
 // Run executes the selected scenarios and returns the report. It returns
@@ -102,12 +123,24 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.RunTimeout)
 	defer cancel()
 	started := time.Now()
-	e := &env{r: r}
+	if r.Target.Kind == "agent" {
+		return r.runAgentReport(ctx, started), nil
+	}
+	if o.Parallel == 0 {
+		o.Parallel = DefaultParallel
+	}
+	if o.Parallel < 0 {
+		return nil, fmt.Errorf("conformance: Options.Parallel is %d: want 1 (one scenario at a time) or more", o.Parallel)
+	}
+	e := &env{r: r, minted: &mintedTokens{}, callMu: &sync.Mutex{}}
 	var err error
 	if e.call, err = newCaller(r.Target, o.RequestTimeout, o.Version, o.DPoPKey); err != nil {
 		return nil, err
 	}
 	defer e.call.close()
+	if err := e.call.setupTLS(o.ClientCA); err != nil {
+		return nil, err
+	}
 	if r.Target.Kind == "gateway" {
 		if e.upstream, err = listenRecorder(r.Target.Upstream); err != nil {
 			return nil, fmt.Errorf("upstream: %w", err)
@@ -118,6 +151,14 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 		return nil, err
 	}
 	defer e.canary.close()
+	if a := r.Target.Audit; a != nil {
+		if e.audit, err = newAuditSource(a); err != nil {
+			return nil, err
+		}
+		if wh, ok := e.audit.(*auditWebhook); ok {
+			defer wh.close()
+		}
+	}
 	tenants, err := r.IdP.TenantNames(ctx)
 	if err != nil {
 		return nil, err
@@ -125,7 +166,7 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	if !slices.Contains(tenants, r.Target.Tenant) {
 		return nil, fmt.Errorf("target tenant %q is not served by the emulator (it has %s): set tenant: in the target file", r.Target.Tenant, strings.Join(tenants, ", "))
 	}
-	e.mc = mintCtx{target: r.Target, issuer: r.IdP.Issuer(r.Target.Tenant), canaryURL: e.canary.url(), dpopJKT: e.call.jkt}
+	e.mc = mintCtx{target: r.Target, issuer: r.IdP.Issuer(r.Target.Tenant), canaryURL: e.canary.url(), dpopJKT: e.call.jkt, certX5T: e.call.certX5T}
 	for _, t := range tenants {
 		if t != r.Target.Tenant {
 			e.mc.otherTenant, e.mc.otherIssuer = t, r.IdP.Issuer(t)
@@ -142,36 +183,7 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 		IdP:     IdPInfo{URL: r.IdP.URL},
 		Started: started.UTC(),
 	}
-	status := map[string]Status{}
-	selected := r.selected()
-	for i, s := range selected {
-		if o.Progress != nil && o.Live {
-			fmt.Fprintf(o.Progress, "\r\033[K[%d/%d] running %s …", i+1, len(selected), s.ID)
-		}
-		if ctx.Err() != nil {
-			rep.Results = append(rep.Results, Result{ID: s.ID, Title: s.Title, Severity: s.Severity, Status: StatusError,
-				Reason: "the run's time limit was reached before this scenario ran", SpecRefs: s.Refs})
-			continue
-		}
-		res := e.runScenario(ctx, s, status)
-		if reason, ok := o.Expected[s.ID]; ok {
-			if res.Status == StatusFail || res.Status == StatusWarn || res.Status == StatusError {
-				res.Expected = true
-				res.Reason = "expected failure (" + reason + "): " + res.Reason
-			} else if res.Status == StatusPass {
-				res.Stale = true
-				res.Reason = "listed as an expected failure but passed: remove it from the expected-failures file"
-			}
-		}
-		status[s.ID] = res.Status
-		rep.Results = append(rep.Results, res)
-		if o.Progress != nil {
-			if o.Live {
-				fmt.Fprint(o.Progress, "\r\033[K")
-			}
-			fmt.Fprintf(o.Progress, "[%d/%d] %-5s %-28s %s\n", i+1, len(selected), strings.ToUpper(string(res.Status)), s.ID, res.Reason)
-		}
-	}
+	rep.Results = e.runAll(ctx, r.selected())
 	for _, t := range tenants {
 		keys, err := r.IdP.Keys(ctx, t)
 		if err != nil {
@@ -203,10 +215,10 @@ func (r *Runner) selected() []*Scenario {
 		if !slices.Contains(s.Kinds, r.Target.Kind) {
 			continue
 		}
-		if len(r.Opts.Only) > 0 && !match(s, r.Opts.Only) && s.ID != BaselineID {
+		if len(r.Opts.Only) > 0 && !match(s, r.Opts.Only) && s.ID != BaselineID && s.ID != AgentBaselineID {
 			continue
 		}
-		if match(s, r.Opts.Skip) && s.ID != BaselineID {
+		if match(s, r.Opts.Skip) && s.ID != BaselineID && s.ID != AgentBaselineID {
 			continue
 		}
 		out = append(out, s)
@@ -214,7 +226,8 @@ func (r *Runner) selected() []*Scenario {
 	return out
 }
 
-func (e *env) runScenario(ctx context.Context, s *Scenario, done map[string]Status) (res Result) {
+func (e *env) runScenario(ctx context.Context, s *Scenario, done func(id string) (Status, bool)) (res Result) {
+	e = e.forScenario(s)
 	t0 := time.Now()
 	res = Result{ID: s.ID, Title: s.Title, Severity: s.Severity, Tags: s.Tags, Why: strings.TrimSpace(s.Why), SpecRefs: s.Refs}
 	defer func() { res.Duration = time.Since(t0) }()
@@ -227,7 +240,7 @@ func (e *env) runScenario(ctx context.Context, s *Scenario, done map[string]Stat
 	for _, d := range s.Depends {
 		// warn holds: the dependency's MUSTs held and only a SHOULD-level
 		// detail (such as rs-baseline-control's resource_metadata) did not.
-		if st, ok := done[d]; !ok || (st != StatusPass && st != StatusWarn) {
+		if st, ok := done(d); !ok || (st != StatusPass && st != StatusWarn) {
 			res.Status = StatusError
 			res.Reason = "depends on " + d + ", which did not pass in this run: a rejection means nothing without an acceptance"
 			if !ok {
@@ -237,10 +250,8 @@ func (e *env) runScenario(ctx context.Context, s *Scenario, done map[string]Stat
 		}
 	}
 	st := &state{tokens: map[string]string{}, refs: map[string]*TokenRef{}, figures: map[string]float64{}, sessions: map[string]string{}}
-	if a := e.r.Target.Audit; a != nil {
-		if fi, err := os.Stat(a.File); err == nil {
-			st.auditFrom = fi.Size()
-		}
+	if e.audit != nil {
+		st.auditFrom = e.audit.mark()
 	}
 	for i := range s.Steps {
 		if ctx.Err() != nil {
@@ -351,7 +362,7 @@ func (rep *Report) finish(strict bool) {
 			sm.StaleExpected++
 			bad = append(bad, r.ID+" (stale expected failure)")
 		}
-		if r.ID == BaselineID && (r.Status == StatusPass || r.Status == StatusWarn) {
+		if (r.ID == BaselineID || r.ID == AgentBaselineID) && (r.Status == StatusPass || r.Status == StatusWarn) {
 			baseline = true
 		}
 		if r.Expected {

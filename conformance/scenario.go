@@ -32,10 +32,17 @@ type Scenario struct {
 	Tags     []string `yaml:"tags"`
 	// Depends lists scenarios that must pass first (default:
 	// rs-baseline-control for every scenario but itself).
-	Depends []string  `yaml:"depends"`
-	Why     string    `yaml:"why"`
-	Refs    []SpecRef `yaml:"refs"`
-	Steps   []Step    `yaml:"steps"`
+	Depends []string `yaml:"depends"`
+	// Alone runs the scenario with nothing else under way when scenarios
+	// run in parallel. Scenarios with keys, fault or audit steps, or a
+	// timed call (expect.within), always run alone (RunsAlone).
+	Alone bool      `yaml:"alone"`
+	Why   string    `yaml:"why"`
+	Refs  []SpecRef `yaml:"refs"`
+	Steps []Step    `yaml:"steps"`
+	// Agent is the world and the trace checks of an agent scenario
+	// (kind agent), instead of steps; see agent.go.
+	Agent *AgentSection `yaml:"agent"`
 
 	// File is where the scenario was read from.
 	File string `yaml:"-"`
@@ -105,6 +112,18 @@ type CallStep struct {
 	InQuery bool `yaml:"in_query"`
 	// DPoP adds a proof, with optional named mutations.
 	DPoP *DPoPSpec `yaml:"dpop"`
+	// Cert is the TLS client certificate presented to an https target:
+	// bound (the one cnf-x5t tokens are bound to), other (a second
+	// certificate of the same CA) or none. Default: bound for a
+	// certificate-bound token or a target whose handshake requires a
+	// certificate (tls.client_cert_required), else none.
+	Cert string `yaml:"cert"`
+	// Spoof adds headers a TLS-terminating proxy would set, forged by the
+	// caller (see spoofHeaders): the bound certificate in client-cert,
+	// x-client-cert, x-ssl-client-cert, x-forwarded-client-cert or
+	// x-arr-clientcert; 127.0.0.1 in x-forwarded-for, x-real-ip or
+	// forwarded.
+	Spoof []string `yaml:"spoof"`
 	// Scope, when set, overrides the scope the call needs (MCP: the tool
 	// whose scope it is).
 	Tool string `yaml:"tool"`
@@ -147,6 +166,12 @@ type Expect struct {
 	Severity Severity `yaml:"severity"`
 	// Record only records the outcome as a figure; it never fails.
 	Record string `yaml:"record"`
+	// Within bounds the response time: the call is timed, the time is a
+	// figure (Figure, default the token's label + "_ms"), and an answer
+	// slower than Within, a 5xx or no answer at all is a violation of the
+	// scenario's severity rather than an error (a denial-of-service probe).
+	Within Duration `yaml:"within"`
+	Figure string   `yaml:"figure"`
 }
 
 // Challenge is an expected WWW-Authenticate.
@@ -233,10 +258,12 @@ func (e *ParseError) Error() string {
 var idRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{1,62}$`)
 
 // Kinds of target the engine knows.
-var knownKinds = []string{"gateway", "resource-server"}
+var knownKinds = []string{"gateway", "resource-server", "agent"}
 
 // KnownFeatures a target may declare.
-var KnownFeatures = []string{"rfc9068", "introspection", "dpop", "mtls", "context-binding", "token-exchange", "resource-metadata", "audit", "act-policy", "mcp"}
+var KnownFeatures = []string{"rfc9068", "introspection", "dpop", "mtls", "context-binding", "token-exchange", "resource-metadata", "audit", "act-policy", "mcp",
+	// agents
+	"authorization-code", "client-credentials", "private-key-jwt", "pkcs11-key", "oidc", "dynamic-registration"}
 
 // ParseScenario reads one scenario file strictly: unknown keys, unknown
 // mutations, outcomes and features are errors with file, line and field.
@@ -281,15 +308,29 @@ func ParseScenario(file string, data []byte) (*Scenario, error) {
 	if len(s.Refs) == 0 {
 		errs = append(errs, bad("refs", "missing: cite at least one source (RFC section, CVE, MCP text)"))
 	}
-	if len(s.Steps) == 0 {
+	switch {
+	case s.Agent != nil:
+		if len(s.Steps) > 0 {
+			errs = append(errs, bad("steps", "an agent scenario has an agent section instead of steps"))
+		}
+		if !slices.Equal(s.Kinds, []string{"agent"}) {
+			errs = append(errs, bad("kinds", "an agent scenario applies to kind agent only"))
+		}
+		errs = append(errs, s.Agent.validate(bad)...)
+	case slices.Contains(s.Kinds, "agent"):
+		errs = append(errs, bad("agent", "missing: a scenario of kind agent needs an agent section (setup and expect)"))
+	case len(s.Steps) == 0:
 		errs = append(errs, bad("steps", "missing: a scenario needs at least one step"))
 	}
 	named := map[string]bool{}
 	for i := range s.Steps {
 		errs = append(errs, s.Steps[i].validate(fmt.Sprintf("steps[%d]", i), named, bad)...)
 	}
-	if s.Depends == nil && s.ID != BaselineID {
+	if s.Depends == nil && s.ID != BaselineID && s.ID != AgentBaselineID {
 		s.Depends = []string{BaselineID}
+		if s.Agent != nil {
+			s.Depends = []string{AgentBaselineID}
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -342,6 +383,7 @@ func (st *Step) validate(f string, named map[string]bool, bad func(string, strin
 		default:
 			errs = append(errs, bad(f+".call.expect", "%q: want accept, reject, insufficient_scope or record", c.Expect.Outcome))
 		}
+		errs = append(errs, c.Expect.validateTiming(f+".call.expect", bad)...)
 		if c.UseSession != "" && !named["session:"+c.UseSession] {
 			errs = append(errs, bad(f+".call.use_session", "no earlier call saves a session %q", c.UseSession))
 		}
@@ -350,6 +392,16 @@ func (st *Step) validate(f string, named map[string]bool, bad func(string, strin
 		}
 		if c.From != "" && !strings.HasPrefix(c.From, "127.") {
 			errs = append(errs, bad(f+".call.from", "%q: source addresses must be in 127.0.0.0/8", c.From))
+		}
+		switch c.Cert {
+		case "", "bound", "other", "none":
+		default:
+			errs = append(errs, bad(f+".call.cert", "%q: want bound, other or none", c.Cert))
+		}
+		for j, h := range c.Spoof {
+			if _, ok := spoofHeaders[strings.ToLower(h)]; !ok {
+				errs = append(errs, bad(fmt.Sprintf("%s.call.spoof[%d]", f, j), "unknown header %q (want one of %s)", h, strings.Join(spoofHeaderNames(), ", ")))
+			}
 		}
 		if c.DPoP != nil {
 			for j, m := range c.DPoP.Mutate {
@@ -525,4 +577,50 @@ func (cs *CatalogueSet) Find(id string) *Scenario {
 		}
 	}
 	return nil
+}
+
+// maxWithin bounds expect.within: a probe that needs longer is not a
+// response-time check.
+const maxWithin = time.Minute
+
+var figureRE = regexp.MustCompile(`^[a-z][a-z0-9_]*_ms$`)
+
+// validateTiming checks within and figure.
+func (x *Expect) validateTiming(f string, bad func(string, string, ...any) error) []error {
+	var errs []error
+	if x.Within != 0 {
+		if x.Outcome == "record" {
+			errs = append(errs, bad(f+".within", "a recorded call is not judged: drop within, or expect accept, reject or insufficient_scope"))
+		}
+		if x.Within < 0 || time.Duration(x.Within) > maxWithin {
+			errs = append(errs, bad(f+".within", "%v: want a bound above 0 and at most %v", time.Duration(x.Within), maxWithin))
+		}
+	}
+	if x.Figure != "" {
+		if x.Within == 0 {
+			errs = append(errs, bad(f+".figure", "names the time a timed call took: set within too"))
+		}
+		if !figureRE.MatchString(x.Figure) {
+			errs = append(errs, bad(f+".figure", "%q: want lowercase letters, digits and _, ending in _ms", x.Figure))
+		}
+	}
+	return errs
+}
+
+// RunsAlone reports whether the scenario must run with nothing else under
+// way: it says so (alone), or one of its steps changes what other
+// scenarios rely on (keys, faults: the tenant's state), reads what every
+// scenario writes (audit: the target's decision log), or measures the
+// target's response time (a call with within), which concurrent load
+// would distort.
+func (s *Scenario) RunsAlone() bool {
+	if s.Alone || s.ID == BaselineID {
+		return true
+	}
+	for _, st := range s.Steps {
+		if st.Keys != nil || st.Fault != nil || st.Audit != nil || (st.Call != nil && st.Call.Expect.Within != 0) {
+			return true
+		}
+	}
+	return false
 }

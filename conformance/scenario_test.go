@@ -91,10 +91,11 @@ func TestParseChallenge(t *testing.T) {
 func FuzzParseScenario(f *testing.F) {
 	f.Add([]byte(goodScenario))
 	f.Add([]byte("id: a\nsteps: [{call: {expect: {outcome: reject, status: [401]}}}]"))
+	f.Add([]byte(goodAgentScenario))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := ParseScenario("f.yaml", b)
-		if err == nil && (s.ID == "" || len(s.Steps) == 0) {
-			t.Fatal("a parsed scenario must have an id and steps")
+		if err == nil && (s.ID == "" || (len(s.Steps) == 0 && s.Agent == nil)) {
+			t.Fatal("a parsed scenario must have an id and steps (or an agent section)")
 		}
 	})
 }

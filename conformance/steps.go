@@ -1,13 +1,11 @@
 package conformance
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -57,7 +55,7 @@ func (e *env) runStep(ctx context.Context, s *Scenario, step *Step, st *state) {
 		}
 		st.ev = append(st.ev, Evidence{Step: name, Note: strings.TrimSpace("keys " + step.Keys.Action + " " + kid), Verdict: "ok"})
 	case step.Audit != nil:
-		e.checkAudit(name, step.Audit, st)
+		e.checkAudit(ctx, name, step.Audit, st)
 	case step.Metadata != nil:
 		e.checkMetadata(ctx, name, step.Metadata, st)
 	case step.Fault != nil:
@@ -100,6 +98,9 @@ func (e *env) mint(ctx context.Context, label string, ts *TokenSpec) (string, *T
 	mc.now = time.Now()
 	var posts []func(string) string
 	for _, name := range ts.Mutate {
+		if mutationName(name) == "cnf-x5t" && mc.certX5T == "" {
+			return "", nil, errNoClientCA
+		}
 		mu := mutations[mutationName(name)]
 		if mu.pre != nil {
 			mu.pre(&m, &mc, mutationArg(name))
@@ -125,12 +126,12 @@ func (e *env) mint(ctx context.Context, label string, ts *TokenSpec) (string, *T
 			label = "valid"
 		}
 	}
-	e.minted = append(e.minted, tok)
+	e.minted.add(tok)
 	return tok, tokenRef(label, tok), nil
 }
 
 func (e *env) runCall(ctx context.Context, name string, c *CallStep, st *state) {
-	cs := callSpec{scheme: c.Scheme, from: c.From, inQuery: c.InQuery, dpop: c.DPoP, tool: c.Tool}
+	cs := callSpec{scheme: c.Scheme, from: c.From, inQuery: c.InQuery, dpop: c.DPoP, tool: c.Tool, cert: c.Cert, spoof: c.Spoof}
 	if c.UseSession != "" {
 		if e.r.Target.Protocol != "mcp" {
 			st.skipped = append(st.skipped, name+" (MCP sessions only apply to MCP targets)")
@@ -158,6 +159,15 @@ func (e *env) runCall(ctx context.Context, name string, c *CallStep, st *state) 
 		st.skipped = append(st.skipped, name+" (the target is behind a proxy that hides the source address)")
 		return
 	}
+	certNote, ok := e.resolveCert(&cs)
+	if !ok {
+		if certNote != "" {
+			st.errs = append(st.errs, name+": "+certNote)
+		} else {
+			st.skipped = append(st.skipped, name+" (the target is not https: no client certificate can be presented)")
+		}
+		return
+	}
 	st.ran++
 	deadline := time.Now()
 	if c.Poll != nil {
@@ -178,18 +188,27 @@ func (e *env) runCall(ctx context.Context, name string, c *CallStep, st *state) 
 		cans []recorded
 	)
 	for {
+		unlock := e.exclusive()
 		um, cm := 0, e.canary.mark()
 		if e.upstream != nil {
 			um = e.upstream.mark()
 		}
-		res = e.call.do(ctx, cs)
+		cctx, cancel := e.timedCtx(ctx, c.Expect)
+		t0 := time.Now()
+		res = e.call.do(cctx, cs)
+		elapsed := time.Since(t0)
+		cancel()
 		if e.upstream != nil {
 			// The gateway answers after it forwarded, so whatever reached
 			// the upstream is already recorded.
 			ups = e.upstream.since(um)
 		}
-		cans = e.canary.since(cm)
+		cans = e.canaryHits(cm)
+		unlock()
 		jd = judge(c.Expect, res, ups, cs, e.r.Target)
+		if c.Expect.Within != 0 {
+			jd = e.judgeTimed(c.Expect, &c.Token, res, elapsed, jd, st)
+		}
 		if jd.ok() || c.Poll == nil || time.Now().After(deadline) || ctx.Err() != nil {
 			break
 		}
@@ -210,7 +229,7 @@ func (e *env) runCall(ctx context.Context, name string, c *CallStep, st *state) 
 	if res.echoed {
 		jd.violations = append(jd.violations, violation{sev: SHOULD, msg: "the response body repeats the token (RFC 9700 section 4.3: tokens must not leak through error messages)"})
 	}
-	evd := Evidence{Step: name, Request: &res.req, Response: &res.resp, Expected: jd.expected, Verdict: jd.verdict(), Note: jd.note}
+	evd := Evidence{Step: name, Request: &res.req, Response: &res.resp, Expected: jd.expected, Verdict: jd.verdict(), Note: joinNotes(certNote, jd.note)}
 	if len(ups) > 0 {
 		evd.Upstream = upstreamEvidence(ups, cs.token)
 	}
@@ -262,6 +281,13 @@ func judge(x Expect, r callResult, ups []recorded, cs callSpec, t *Target) judge
 		}
 		return j
 	}
+	if r.err != nil && x.Outcome == "reject" && cs.cert == "none" && tlsCertRequired(r.err) {
+		// A target whose handshake requires a client certificate refuses
+		// the call before any HTTP: a rejection nothing can get through.
+		j.expected = "a rejection"
+		j.note = "refused at the TLS handshake: " + r.err.Error()
+		return j
+	}
 	if r.err != nil {
 		j.err = "no answer: " + r.err.Error()
 		return j
@@ -274,7 +300,7 @@ func judge(x Expect, r callResult, ups []recorded, cs callSpec, t *Target) judge
 	// RFC 9449 section 7.1: a DPoP request, or a DPoP-bound token, may be
 	// refused with a DPoP challenge carrying invalid_token,
 	// invalid_dpop_proof or use_dpop_nonce.
-	dpop := strings.EqualFold(cs.scheme, "DPoP") || (cs.ref != nil && cs.ref.Claims["cnf"] != nil)
+	dpop := strings.EqualFold(cs.scheme, "DPoP") || dpopBound(cs.ref)
 	wantScheme, wantError := "Bearer", "invalid_token"
 	if dpop {
 		wantScheme, wantError = "DPoP|Bearer", "invalid_token|invalid_dpop_proof|use_dpop_nonce"
@@ -470,70 +496,12 @@ func parseChallenge(v string) (string, map[string]string) {
 	return scheme, params
 }
 
-// checkAudit reads the target's audit sink and checks the records written
-// during the run: required fields present, no raw token anywhere.
-func (e *env) checkAudit(name string, a *AuditStep, st *state) {
-	sink := e.r.Target.Audit
-	if sink == nil {
-		st.skipped = append(st.skipped, name+" (no audit sink declared)")
-		return
-	}
-	st.ran++
-	f, err := os.Open(sink.File)
-	if err != nil {
-		st.errs = append(st.errs, name+": "+err.Error())
-		return
-	}
-	defer f.Close()
-	if _, err := f.Seek(st.auditFrom, 0); err != nil {
-		st.errs = append(st.errs, name+": "+err.Error())
-		return
-	}
-	raw, _ := os.ReadFile(sink.File)
-	for _, tok := range e.minted {
-		if len(tok) > 20 && strings.Contains(string(raw), tok) {
-			st.viol = append(st.viol, violation{msg: "a raw token appears in the audit sink"})
-			break
-		}
-	}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	n, missing := 0, map[string]int{}
-	for sc.Scan() {
-		var rec map[string]any
-		if json.Unmarshal(sc.Bytes(), &rec) != nil {
-			continue
-		}
-		n++
-		for _, field := range a.Fields {
-			key := field
-			if m, ok := sink.Fields[field]; ok {
-				key = m
-			}
-			if v, ok := rec[key]; !ok || v == nil || v == "" {
-				missing[field]++
-			}
-		}
-	}
-	ev := Evidence{Step: name, Expected: "every record carries " + strings.Join(a.Fields, ", "), Note: fmt.Sprintf("%d records read from %s", n, sink.File), Verdict: "ok"}
-	if n == 0 {
-		st.viol = append(st.viol, violation{msg: "the audit sink has no records of this run's decisions"})
-		ev.Verdict = "mismatch"
-	}
-	for _, field := range a.Fields {
-		if missing[field] > 0 {
-			st.viol = append(st.viol, violation{msg: fmt.Sprintf("%d of %d audit records lack %s", missing[field], n, field)})
-			ev.Verdict = "mismatch"
-		}
-	}
-	st.ev = append(st.ev, ev)
-}
-
 // checkMetadata reads the resource_metadata URL from the target's
 // challenge to a call without a token, fetches the document and checks
 // that it names this resource and the issuer the target trusts (RFC 9728
 // sections 3.3 and 5.1).
 func (e *env) checkMetadata(ctx context.Context, name string, m *MetadataStep, st *state) {
+	defer e.exclusive()()
 	st.ran++
 	t := e.r.Target
 	res := e.call.do(ctx, callSpec{})
@@ -591,4 +559,62 @@ func (e *env) checkMetadata(ctx context.Context, name string, m *MetadataStep, s
 			ev.Verdict = "mismatch"
 		}
 	}
+}
+
+// resolveCert settles the client certificate of a call (cs.cert) and
+// describes it for the evidence. ok is false when the call cannot be made
+// as written: note then says why (an error), or is empty when the step
+// does not apply (a certificate asked of a plain-HTTP target).
+func (e *env) resolveCert(cs *callSpec) (note string, ok bool) {
+	explicit := cs.cert != ""
+	if !explicit {
+		cs.cert = e.call.defaultCert(cs.ref)
+	}
+	if !strings.HasPrefix(strings.ToLower(e.r.Target.URL), "https:") {
+		if explicit && cs.cert != "none" {
+			return "", false
+		}
+		cs.cert = "none"
+		return "", true
+	}
+	switch {
+	case cs.cert == "none" && !explicit:
+		return "", true
+	case cs.cert == "none":
+		return "no TLS client certificate", true
+	case e.call.certs == nil:
+		return errNoClientCA.Error(), false
+	case cs.cert == "bound":
+		return "TLS client certificate: the bound one (x5t#S256 " + e.call.certX5T + ")", true
+	}
+	return "TLS client certificate: another one of the same CA", true
+}
+
+// joinNotes joins the non-empty notes with "; ".
+func joinNotes(notes ...string) string {
+	var out []string
+	for _, n := range notes {
+		if n = strings.TrimSpace(n); n != "" {
+			out = append(out, n)
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
+// dpopBound reports whether a token carries cnf.jkt.
+func dpopBound(ref *TokenRef) bool {
+	if ref == nil {
+		return false
+	}
+	cnf, _ := ref.Claims["cnf"].(map[string]any)
+	return cnf["jkt"] != nil
+}
+
+// tlsCertRequired reports whether a call failed because the server's TLS
+// handshake wanted a client certificate (alerts certificate_required or
+// bad_certificate). crypto/tls does not export the alert type of a
+// received alert, so its text is matched.
+func tlsCertRequired(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "tls: certificate required") || strings.Contains(msg, "tls: bad certificate")
 }

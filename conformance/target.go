@@ -2,10 +2,13 @@ package conformance
 
 import (
 	"bytes"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 
@@ -52,12 +55,42 @@ type Target struct {
 	// BehindProxy declares that the target cannot see the caller's
 	// source address (source-address checks are skipped).
 	BehindProxy bool `yaml:"behind_proxy"`
+	// TLS says how the harness reaches an https target.
+	TLS *TargetTLS `yaml:"tls,omitempty"`
+
+	// Command (kind agent) is the agent to launch once per scenario run,
+	// with the adapter protocol's environment (docs/AGENTS.md); Dir is
+	// its working directory.
+	Command []string `yaml:"command"`
+	Dir     string   `yaml:"dir"`
+	// Attach (kind agent): the agent runs already and is pointed at each
+	// scenario run's world by hand; the harness prints the variables (and
+	// writes them to AgentOptions.AttachFile) and waits for the task.
+	Attach bool `yaml:"attach"`
+}
+
+// TargetTLS is how the harness reaches an https target. The client
+// certificates it presents (mtls) are issued by the client CA of the run
+// (Options.ClientCA; `agentsso run` prints its file).
+type TargetTLS struct {
+	// CAFile is a PEM file of the CA certificates the target's server
+	// certificate chains to, trusted besides the system roots and the
+	// client CA of the run.
+	CAFile string `yaml:"ca_file"`
+	// ClientCertRequired declares that the target's handshake refuses a
+	// caller without a client certificate: every call then presents the
+	// bound certificate unless its step says otherwise.
+	ClientCertRequired bool `yaml:"client_cert_required"`
 }
 
 // AuditSink locates the target's audit records.
 type AuditSink struct {
 	// File is a JSON-lines file the target writes.
 	File string `yaml:"file"`
+	// Webhook is the 127.0.0.0/8 HOST:PORT where the harness listens for
+	// the target's audit records instead: the target POSTs JSON to
+	// http://HOST:PORT/audit (one record, an array, or JSON lines).
+	Webhook string `yaml:"webhook"`
 	// Fields maps canonical names (issuer, idp_user_id, agent_id,
 	// audience, token_id, scopes_presented, scopes_required, decision,
 	// reason) to the target's own field names.
@@ -110,7 +143,10 @@ func (t *Target) Validate() error {
 		t.Kind = "gateway"
 	}
 	if !slices.Contains(knownKinds, t.Kind) {
-		return bad("kind", "%q: want gateway or resource-server", t.Kind)
+		return bad("kind", "%q: want gateway, resource-server or agent", t.Kind)
+	}
+	if t.Kind == "agent" {
+		return t.validateAgent(bad)
 	}
 	u, err := url.Parse(t.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -162,8 +198,49 @@ func (t *Target) Validate() error {
 	if t.Has("act-policy") && t.AllowedActor == "" {
 		return bad("allowed_actor", "act-policy is declared: name an actor the policy allows")
 	}
-	if t.Audit != nil && t.Audit.File == "" {
-		return bad("audit.file", "missing: the JSON-lines file the target writes its decisions to")
+	if t.Has("mtls") && u.Scheme != "https" {
+		return bad("url", "%q: mtls is declared, so the url must be https:// (client certificates travel in the TLS handshake)", t.URL)
+	}
+	if t.TLS != nil && u.Scheme != "https" {
+		return bad("tls", "applies to an https:// url, not %q", t.URL)
+	}
+	if t.TLS != nil && t.TLS.CAFile != "" {
+		if _, err := readCAFile(t.TLS.CAFile); err != nil {
+			return bad("tls.ca_file", "%v", err)
+		}
+	}
+	if t.Audit != nil {
+		if err := t.Audit.validate(t, bad); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// readCAFile reads PEM CA certificates, at least one.
+func readCAFile(path string) ([]*x509.Certificate, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []*x509.Certificate
+	for rest := b; ; {
+		var blk *pem.Block
+		blk, rest = pem.Decode(rest)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: certificate %d: %v", path, len(out)+1, err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: no PEM CERTIFICATE block", path)
+	}
+	return out, nil
 }

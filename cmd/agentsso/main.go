@@ -51,7 +51,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newDemoCmd(), newTourCmd(), newRunCmd(), newScenariosCmd(), newReportCmd(), newLoadCmd(), newKeysCmd(), newEnvCmd(), newConfigCmd(), newHealthcheckCmd())
+	root.AddCommand(newServeCmd(), newDemoCmd(), newTourCmd(), newRunCmd(), newScenariosCmd(), newReportCmd(), newLoadCmd(), newKeysCmd(), newEnvCmd(), newConfigCmd(), newHealthcheckCmd(), newRefAgentCmd(), newBrowseCmd())
 	return root
 }
 

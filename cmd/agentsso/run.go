@@ -17,6 +17,7 @@ import (
 	"github.com/agentsso/agentsso/conformance"
 	"github.com/agentsso/agentsso/conformance/report"
 	"github.com/agentsso/agentsso/emulator"
+	"github.com/agentsso/agentsso/emulator/tlsca"
 	"github.com/agentsso/agentsso/scenarios"
 )
 
@@ -33,7 +34,9 @@ type runFlags struct {
 	adminToken                          string
 	only, skip, scenarioDirs            []string
 	strict, printConfig                 bool
+	parallel                            int
 	reqTimeout, runTimeout, pollBound   time.Duration
+	agent                               agentFlags
 }
 
 func newRunCmd() *cobra.Command {
@@ -76,11 +79,12 @@ expected failure); 1 otherwise; 2 for usage or configuration errors.`,
 	fl.StringVar(&f.expfile, "expected-failures", "", "YAML map of scenario id to reason: known gaps that do not fail the run")
 	fl.BoolVar(&f.strict, "strict", false, "a failed SHOULD fails the run")
 	fl.BoolVar(&f.printConfig, "print-config", false, "print what the target must be configured with, and exit")
+	fl.IntVar(&f.parallel, "parallel", conformance.DefaultParallel, "scenarios run at once (1: one at a time); those that change shared state run alone")
 	fl.DurationVar(&f.reqTimeout, "request-timeout", 5*time.Second, "timeout of each request to the target")
 	fl.DurationVar(&f.runTimeout, "timeout", 10*time.Minute, "timeout of the whole run")
 	fl.DurationVar(&f.pollBound, "poll-bound", 30*time.Second, "how long a scenario waits on the target's own behaviour (revocation, key rotation)")
 	fl.StringVar(&f.tgt.URL, "target-url", "", "the protected URL (instead of, or overriding, the target file)")
-	fl.StringVar(&f.tgt.Kind, "kind", "", "target kind: gateway or resource-server")
+	fl.StringVar(&f.tgt.Kind, "kind", "", "target kind: gateway, resource-server or agent")
 	fl.StringVar(&f.tgt.Protocol, "protocol", "", "mcp or http")
 	fl.StringVar(&f.tgt.Tool, "tool", "", "MCP tool to call")
 	fl.StringVar(&f.tgt.Audience, "audience", "", "audience the target answers to")
@@ -89,6 +93,7 @@ expected failure); 1 otherwise; 2 for usage or configuration errors.`,
 	fl.StringSliceVar(&f.features, "features", nil, "features the target declares (comma-separated)")
 	fl.StringVar(&f.tgt.Upstream, "upstream", "", "gateway: HOST:PORT it forwards to (the harness listens there)")
 	fl.StringVar(&f.tgt.Zone, "zone", "", "context-binding: the target's zone")
+	f.agent.register(fl)
 	f.serve.register(cmd)
 	return cmd
 }
@@ -145,6 +150,15 @@ func runRun(ctx context.Context, out, progress io.Writer, f runFlags) error {
 		if err := target.Validate(); err != nil {
 			return usageError{err}
 		}
+	case f.tgt.Kind == "agent":
+		target = &conformance.Target{}
+		f.targetOverrides(target)
+		if err := f.agent.apply(target); err != nil {
+			return usageError{err}
+		}
+		if err := target.Validate(); err != nil {
+			return usageError{fmt.Errorf("target flags: %w", err)}
+		}
 	case f.tgt.URL != "":
 		target = &conformance.Target{}
 		f.targetOverrides(target)
@@ -153,6 +167,9 @@ func runRun(ctx context.Context, out, progress io.Writer, f runFlags) error {
 		}
 	case !f.printConfig:
 		return usageError{errors.New("describe the target with --target FILE or --target-url and the other target flags (see docs/TARGETS.md; `agentsso demo` runs against the reference gateway)")}
+	}
+	if f.parallel < 1 {
+		return usageError{fmt.Errorf("--parallel %d: want 1 (one scenario at a time) or more", f.parallel)}
 	}
 	cs, err := loadCatalogue(f.scenarioDirs)
 	if err != nil {
@@ -173,12 +190,16 @@ func runRun(ctx context.Context, out, progress io.Writer, f runFlags) error {
 			}
 		}
 	}
+	if target != nil && target.Kind == "agent" {
+		return runAgentTarget(ctx, out, progress, f, target, cs, expected)
+	}
 	if f.adminToken == "" {
 		f.adminToken = os.Getenv("AGENTSSO_ADMIN_TOKEN")
 	}
 	idp := &conformance.IdP{URL: f.idp, AdminURL: f.adminURL, AdminToken: f.adminToken}
 	var srv *emulator.Server
 	caFile := ""
+	stateDir := f.serve.stateDir
 	if f.idp == "" {
 		if f.serve.addr == "" {
 			f.serve.addr = "127.0.0.1:8080"
@@ -199,18 +220,35 @@ func runRun(ctx context.Context, out, progress io.Writer, f runFlags) error {
 		}
 		defer r.stop()
 		srv, caFile = r.srv, r.caFile
+		stateDir = cfg.StateDir
 		idp.URL, idp.AdminURL = r.url, r.adminURL
 	} else if f.adminURL == "" {
 		return usageError{errors.New("--idp needs --admin-url: the harness mints, revokes and rotates through the admin API")}
 	}
-	printTargetConfig(out, idp, srv, target, caFile)
+	// mtls: the harness's client certificates come from the local CA of
+	// the state directory, the one `agentsso serve --tls` uses.
+	var clientCA *tlsca.CA
+	if target != nil && target.Has("mtls") {
+		if stateDir == "" {
+			stateDir = ".agentsso"
+		}
+		if clientCA, err = tlsca.LoadOrCreate(filepath.Join(stateDir, "tls")); err != nil {
+			return usageError{fmt.Errorf("client CA for mtls (--state-dir): %w", err)}
+		}
+	}
+	printTargetConfig(out, idp, srv, target, caFile, clientCA)
 	if f.printConfig {
 		return nil
 	}
-	runner := &conformance.Runner{IdP: idp, Target: target, Catalogue: cs, Opts: conformance.Options{
+	opts := conformance.Options{
 		Only: f.only, Skip: f.skip, Strict: f.strict, RequestTimeout: f.reqTimeout, RunTimeout: f.runTimeout,
 		PollBound: f.pollBound, Expected: expected, Progress: progress, Live: isTerminal(progress), Version: version, CatalogueVersion: scenarios.Version,
-	}}
+		Parallel: f.parallel,
+	}
+	if clientCA != nil {
+		opts.ClientCA = clientCA
+	}
+	runner := &conformance.Runner{IdP: idp, Target: target, Catalogue: cs, Opts: opts}
 	rep, err := runner.Run(ctx)
 	if err != nil {
 		return err
@@ -234,7 +272,7 @@ func writeReports(out io.Writer, dir string, rep *conformance.Report) error {
 }
 
 // printTargetConfig says what the target must be configured with.
-func printTargetConfig(w io.Writer, idp *conformance.IdP, srv *emulator.Server, t *conformance.Target, caFile string) {
+func printTargetConfig(w io.Writer, idp *conformance.IdP, srv *emulator.Server, t *conformance.Target, caFile string, clientCA *tlsca.CA) {
 	tenant := "acme"
 	if t != nil {
 		tenant = t.Tenant
@@ -254,11 +292,18 @@ func printTargetConfig(w io.Writer, idp *conformance.IdP, srv *emulator.Server, 
 	if caFile != "" {
 		fmt.Fprintf(w, "  CA file            %s\n", filepath.Clean(caFile))
 	}
+	if clientCA != nil {
+		fmt.Fprintf(w, "  client CA          %s   (mtls: verify client certificates against it; the harness presents certificates it issued)\n", filepath.Clean(clientCA.CertFile()))
+		fmt.Fprintf(w, "  server certificate issued by the client CA, a system root or the target file's tls.ca_file\n")
+	}
 	if t != nil {
 		if t.Kind == "gateway" {
 			fmt.Fprintf(w, "  upstream           http://%s   (the harness listens there as the upstream API)\n", t.Upstream)
 		}
 		fmt.Fprintf(w, "  audience           %s\n", t.Audience)
+		if t.Audit != nil && t.Audit.Webhook != "" {
+			fmt.Fprintf(w, "  audit webhook      %s   (POST each decision's record as JSON: one per request, an array, or JSON lines)\n", conformance.WebhookURL(t.Audit.Webhook))
+		}
 	}
 	fmt.Fprintln(w)
 }

@@ -5,6 +5,7 @@
 package reference
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/agentsso/agentsso/conformance"
 	"github.com/agentsso/agentsso/conformance/refgw"
+	"github.com/agentsso/agentsso/emulator/tlsca"
 )
 
 // Options of the reference setup.
@@ -27,8 +29,19 @@ type Options struct {
 	UpstreamAudience string
 	// Dir receives the gateway's audit log.
 	Dir string
+	// AuditWebhook makes the gateway post its audit records to the
+	// harness's webhook (a free 127.0.0.1 port, the target's
+	// audit.webhook) instead of writing them to a file in Dir.
+	AuditWebhook bool
 	// Flaws turn checks off (refgw.FlawCatalog).
 	Flaws refgw.Flaws
+	// CA, when set, puts the gateway in mTLS mode (feature mtls): it
+	// serves HTTPS with a server certificate of CA, requests client
+	// certificates and verifies those CA issued, and accepts
+	// certificate-bound tokens (RFC 8705). Give the same CA to the
+	// harness (conformance.Options.ClientCA). The emulator's local CA
+	// (tlsca.LoadOrCreate) does.
+	CA *tlsca.CA
 	// NoExchange forwards calls to the upstream without a token instead of
 	// exchanging (token-exchange is then not declared). Negative controls
 	// use it so that an accepted bad token reaches the upstream instead of
@@ -78,10 +91,29 @@ func Start(o Options) (*Setup, error) {
 		return nil, err
 	}
 	base := "http://" + ln.Addr().String()
+	if o.CA != nil {
+		cert, err := o.CA.ServerCert([]string{"127.0.0.1"})
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("reference gateway: %w", err)
+		}
+		ln = tls.NewListener(ln, refgw.TLSConfig(cert, o.CA.Pool()))
+		base = "https://" + ln.Addr().String()
+	}
 	iss := o.IdPURL + "/t/" + o.Tenant
-	audit := ""
-	if o.Dir != "" {
+	audit, hook := "", ""
+	switch {
+	case o.AuditWebhook:
+		if hook, err = freeAddr(); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	case o.Dir != "":
 		audit = filepath.Join(o.Dir, "gateway-audit.jsonl")
+	}
+	hookURL := ""
+	if hook != "" {
+		hookURL = conformance.WebhookURL(hook)
 	}
 	features := []string{"rfc9068", "introspection", "dpop", "context-binding", "resource-metadata", "act-policy"}
 	var exchange *refgw.ExchangeConfig
@@ -102,7 +134,9 @@ func Start(o Options) (*Setup, error) {
 		Upstream:      "http://" + up,
 		Exchange:      exchange,
 		AuditPath:     audit,
+		AuditWebhook:  hookURL,
 		JWKSRefresh:   time.Second,
+		MTLS:          o.CA != nil,
 		Flaws:         o.Flaws,
 	})
 	if err != nil {
@@ -116,9 +150,12 @@ func Start(o Options) (*Setup, error) {
 		Audience: base + "/mcp", Tenant: o.Tenant, Scope: Scope, Zone: Zone, Upstream: up, UpstreamAudience: o.UpstreamAudience,
 		AllowedActor: AllowedActor,
 	}
-	if audit != "" {
+	if o.CA != nil {
+		features = append(features, "mtls")
+	}
+	if audit != "" || hook != "" {
 		features = append(features, "audit")
-		t.Audit = &conformance.AuditSink{File: audit, Fields: map[string]string{
+		t.Audit = &conformance.AuditSink{File: audit, Webhook: hook, Fields: map[string]string{
 			"issuer": "iss", "idp_user_id": "sub", "agent_id": "agent", "audience": "aud", "token_id": "jti"}}
 	}
 	if len(o.Flaws) > 0 {

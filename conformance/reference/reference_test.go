@@ -10,6 +10,7 @@ import (
 	"github.com/agentsso/agentsso/conformance/reference"
 	"github.com/agentsso/agentsso/conformance/refgw"
 	"github.com/agentsso/agentsso/emulator/emulatortest"
+	"github.com/agentsso/agentsso/emulator/tlsca"
 	"github.com/agentsso/agentsso/scenarios"
 )
 
@@ -25,7 +26,13 @@ func run(t testing.TB, flaws refgw.Flaws, only ...string) *conformance.Report {
 	t.Helper()
 	env := emulatortest.New(t, nil)
 	noExchange := len(flaws) > 0 && !flaws[refgw.FlawPassthrough]
-	s, err := reference.Start(reference.Options{IdPURL: env.URL, Dir: t.TempDir(), Flaws: flaws, NoExchange: noExchange})
+	// The gateway serves HTTPS and checks client certificates of this CA
+	// (mtls), which also issues the harness's.
+	ca, err := tlsca.LoadOrCreate(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := reference.Start(reference.Options{IdPURL: env.URL, Dir: t.TempDir(), Flaws: flaws, NoExchange: noExchange, CA: ca})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +41,7 @@ func run(t testing.TB, flaws refgw.Flaws, only ...string) *conformance.Report {
 		IdP:       &conformance.IdP{URL: env.URL, AdminURL: env.AdminURL},
 		Target:    s.Target,
 		Catalogue: catalogue(t),
-		Opts:      conformance.Options{Only: only, Version: "test", PollBound: 7 * time.Second},
+		Opts:      conformance.Options{Only: only, Version: "test", PollBound: 7 * time.Second, ClientCA: ca},
 	}
 	rep, err := r.Run(context.Background())
 	if err != nil {
@@ -92,12 +99,18 @@ var negativeControls = map[string][]string{
 	"state-handle-hijack":        {refgw.FlawUnboundSession},
 	"rs-resource-metadata":       {refgw.FlawNoResourceMetadata},
 	"rs-baseline-control":        {refgw.FlawNoResourceMetadata},
+	"jwt-oversize-dos":           {refgw.FlawNoSizeLimit},
+	"sub-identity-confusion":     {refgw.FlawIdentityBySubOnly, refgw.FlawIdentityByEmail},
+	"mtls-binding":               {refgw.FlawMTLSBindingUnchecked, refgw.FlawMTLSTrustsCertHeader, refgw.FlawTrustsForwardedFor},
 }
 
 // TestNegativeControls: each scenario fails (or warns, for a SHOULD)
 // against the reference gateway with the matching check turned off.
 func TestNegativeControls(t *testing.T) {
 	for _, s := range catalogue(t).Scenarios {
+		if s.Agent != nil {
+			continue // agent scenarios: conformance/refagent's TestAgentNegativeControls
+		}
 		flaws, ok := negativeControls[s.ID]
 		if !ok {
 			t.Errorf("%s has no negative control: add the flaw that must make it fail", s.ID)

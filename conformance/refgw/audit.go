@@ -1,7 +1,12 @@
 package refgw
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"sync"
 	"time"
@@ -45,6 +50,9 @@ type AuditRecord struct {
 	Tool      string `json:"tool,omitempty"`
 	// Source is the TCP peer address.
 	Source string `json:"source"`
+	// CertThumbprint is the x5t#S256 of the client certificate a
+	// certificate-bound token was checked against.
+	CertThumbprint string `json:"cert_x5t_s256,omitempty"`
 	// Scheme is the authorization scheme used: Bearer or DPoP.
 	Scheme        string `json:"scheme,omitempty"`
 	TokenVerified bool   `json:"token_verified"`
@@ -83,4 +91,37 @@ func (a *auditLog) close() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.f.Close()
+}
+
+// auditWebhookTimeout bounds one POST of an audit record.
+const auditWebhookTimeout = 2 * time.Second
+
+// auditHook posts each record as JSON to a webhook (Config.AuditWebhook).
+type auditHook struct {
+	url    string
+	client *http.Client // no redirects: a record goes where it was configured to
+}
+
+func (a *auditHook) post(rec *AuditRecord) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), auditWebhookTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.url, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := a.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return fmt.Errorf("audit webhook answered %d", resp.StatusCode)
+	}
+	return nil
 }

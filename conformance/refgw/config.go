@@ -68,6 +68,12 @@ type Config struct {
 	// cnf.jkt is refused, since possession cannot be checked.
 	DPoP bool
 
+	// MTLS enables certificate-bound tokens (RFC 8705 section 3): a token
+	// with cnf.x5t#S256 is accepted only over the TLS client certificate
+	// it names. Serve the gateway with TLSConfig so that the handshake
+	// asks for certificates. Without MTLS such a token is refused.
+	MTLS bool
+
 	// Zone is the compute zone the gateway runs in: a token whose ctx.zone
 	// is set must name it. Env is the same for ctx.env. A token's ctx.net
 	// (CIDR list) must contain the request's source address (the TCP peer,
@@ -87,6 +93,10 @@ type Config struct {
 	// AuditPath is a file that receives one JSON line (an AuditRecord) per
 	// decision. Empty means no audit log.
 	AuditPath string
+	// AuditWebhook is a URL that receives each AuditRecord as a JSON POST,
+	// before the gateway acts, like AuditPath (both may be set). An allow
+	// whose record is not accepted with a 2xx is refused. Empty means none.
+	AuditWebhook string
 
 	// Leeway is the clock skew allowed on exp, nbf and iat. Zero means
 	// DefaultLeeway (use time.Nanosecond for practically none); at most 5m.
@@ -190,6 +200,7 @@ func (c *Config) validate() error {
 	}
 	checkURL("Resource", c.Resource, false)
 	checkURL("Upstream", c.Upstream, true)
+	checkURL("AuditWebhook", c.AuditWebhook, false)
 	for name, scope := range c.ToolScopes {
 		if !toolNameRE.MatchString(name) {
 			bad("ToolScopes", "tool name %q: want 1-128 of A-Z a-z 0-9 _ - .", name)

@@ -18,12 +18,15 @@
 //  4. decides on the current actor only (RFC 8693 section 4.1) when
 //     AllowedActors is set;
 //  5. requires a DPoP proof for a cnf.jkt token and checks it as RFC 9449
-//     section 4.3 says, with a jti replay cache;
+//     section 4.3 says, with a jti replay cache; with MTLS, requires the TLS
+//     client certificate a cnf.x5t#S256 token is bound to (RFC 8705
+//     section 3), never one named in a request header;
 //  6. enforces the ctx claim (zone, env, source networks from the TCP peer
-//     address);
+//     address, never a forwarding header);
 //  7. introspects the token when configured, failing closed;
 //  8. checks the scope the tool or REST call needs (exact, space-delimited);
-//  9. writes one audit record per decision, before acting;
+//  9. writes one audit record per decision, before acting (to a JSON-lines
+//     file, a webhook, or both);
 //  10. forwards to the upstream with a token obtained by RFC 8693 token
 //     exchange, never the inbound token.
 //

@@ -30,6 +30,8 @@ var (
 	errNoSubject        = errors.New("token has no sub")
 	errActor            = errors.New("current actor not allowed")
 	errConfirmation     = errors.New("unsupported confirmation method")
+	errNoClientCert     = errors.New("certificate-bound token presented without a client certificate")
+	errCertMismatch     = errors.New("client certificate does not match the token's cnf.x5t#S256")
 	errDPoPRequired     = errors.New("DPoP-bound token presented without DPoP")
 	errNotDPoPBound     = errors.New("DPoP scheme used with a token that is not DPoP-bound")
 	errDPoPUnsupported  = errors.New("DPoP is not supported here")

@@ -81,6 +81,12 @@ const (
 	FlawNoAudit               = "no-audit"
 	FlawNoResourceMetadata    = "no-resource-metadata"
 	FlawQueryToken            = "query-token"
+	FlawNoSizeLimit           = "no-size-limit"
+	FlawIdentityBySubOnly     = "identity-by-sub-only"
+	FlawIdentityByEmail       = "identity-by-email"
+	FlawMTLSBindingUnchecked  = "mtls-binding-unchecked"
+	FlawMTLSTrustsCertHeader  = "mtls-trusts-cert-header"
+	FlawTrustsForwardedFor    = "trusts-forwarded-for"
 )
 
 // FlawCatalog lists every flaw, in the order of the checks they disable.
@@ -112,6 +118,12 @@ var FlawCatalog = []Flaw{
 	{FlawNoAudit, "writes no audit record", []string{"audit-record-fields"}},
 	{FlawNoResourceMetadata, "answers 401 without resource_metadata in WWW-Authenticate", []string{"rs-baseline-control"}},
 	{FlawQueryToken, "accepts a token in the access_token query parameter", []string{"bearer-hygiene"}},
+	{FlawNoSizeLimit, "puts no bound on what a token costs: no 16 KiB cap, a zip: DEF payload inflated in full, and an encrypted token's PBES2 key derived with as many iterations as its p2c asks (go-jose before 3.0.1, CVE-2024-28180)", []string{"jwt-oversize-dos"}},
+	{FlawIdentityBySubOnly, "keys per-user state (MCP sessions) on sub alone, so a client whose sub equals a user's id gets that user's state (RFC 9700 section 4.15)", []string{"sub-identity-confusion"}},
+	{FlawIdentityByEmail, "keys per-user state (MCP sessions) on the email claim when there is one, so another subject with the same email gets that user's state", []string{"sub-identity-confusion"}},
+	{FlawMTLSBindingUnchecked, "ignores cnf.x5t#S256: accepts a certificate-bound token over any client certificate, or none (RFC 8705 section 3)", []string{"mtls-binding"}},
+	{FlawMTLSTrustsCertHeader, "takes the client certificate from a request header (Client-Cert, X-Client-Cert, X-SSL-Client-Cert, X-Forwarded-Client-Cert, X-ARR-ClientCert) before the TLS peer's", []string{"mtls-binding"}},
+	{FlawTrustsForwardedFor, "takes the source address from X-Forwarded-For, X-Real-IP or Forwarded instead of the TCP peer", []string{"mtls-binding"}},
 }
 
 var flawByName = func() map[string]Flaw {

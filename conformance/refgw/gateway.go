@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"path"
 	"slices"
@@ -55,6 +54,7 @@ type Gateway struct {
 	intro    *introspector
 	exch     *exchanger
 	audit    *auditLog
+	hook     *auditHook
 	sessions sessionStore
 }
 
@@ -125,6 +125,9 @@ func New(cfg Config) (*Gateway, error) {
 			xc.Timeout = DefaultExchangeTimeout
 		}
 		g.exch = &exchanger{cfg: xc, client: g.direct, now: g.now}
+	}
+	if cfg.AuditWebhook != "" {
+		g.hook = &auditHook{url: cfg.AuditWebhook, client: g.direct}
 	}
 	if cfg.AuditPath != "" {
 		a, err := openAuditLog(cfg.AuditPath)
@@ -210,6 +213,9 @@ func (g *Gateway) serveMetadata(w http.ResponseWriter, r *http.Request) {
 		md["dpop_signing_alg_values_supported"] = strings.Fields(dpopAlgList())
 		md["dpop_bound_access_tokens_required"] = false
 	}
+	if g.cfg.MTLS {
+		md["tls_client_certificate_bound_access_tokens"] = true
+	}
 	writeJSON(w, http.StatusOK, md)
 }
 
@@ -268,7 +274,7 @@ func (g *Gateway) extract(r *http.Request) (credential, *denial) {
 		if len(authz) == 1 || len(qt) != 1 {
 			return credential{}, invalidRequest(errMultipleMethods, "one token, one way")
 		}
-		return checkTokenSyntax(credential{token: qt[0], scheme: schemeBearer})
+		return g.checkTokenSyntax(credential{token: qt[0], scheme: schemeBearer})
 	}
 	if len(authz) == 0 {
 		return credential{}, &denial{status: http.StatusUnauthorized, err: errNoToken}
@@ -286,14 +292,14 @@ func (g *Gateway) extract(r *http.Request) (credential, *denial) {
 		return credential{}, &denial{status: http.StatusUnauthorized, err: errNoToken, detail: "unsupported authorization scheme"}
 	}
 	cred.token = strings.TrimLeft(rest, " ")
-	return checkTokenSyntax(cred)
+	return g.checkTokenSyntax(cred)
 }
 
-func checkTokenSyntax(c credential) (credential, *denial) {
+func (g *Gateway) checkTokenSyntax(c credential) (credential, *denial) {
 	switch {
 	case c.token == "":
 		return c, invalidRequest(errMalformed, "empty token")
-	case len(c.token) > maxTokenBytes:
+	case len(c.token) > maxTokenBytes && !g.flaw(FlawNoSizeLimit):
 		return c, invalidToken(errTooLarge, "tokens are limited to 16 KiB")
 	}
 	// RFC 6750 section 2.1 b64token: no spaces or other characters.
@@ -345,6 +351,9 @@ func (st *request) authorize() *denial {
 		return d
 	}
 	if d := st.checkDPoP(c); d != nil {
+		return d
+	}
+	if d := st.checkCertificate(c); d != nil {
 		return d
 	}
 	if d := st.checkContext(c); d != nil {
@@ -441,10 +450,11 @@ func (g *Gateway) checkClaims(c *tokenClaims) *denial {
 		return invalidToken(errNoSubject, "")
 	}
 	for m := range c.cnf {
-		if m != "jkt" {
-			// e.g. x5t#S256 (RFC 8705): possession cannot be checked here,
-			// so the token cannot be accepted.
-			return invalidToken(errConfirmation, "only cnf.jkt (DPoP) is supported")
+		if m != "jkt" && (m != "x5t#S256" || !g.cfg.MTLS) {
+			// A confirmation method whose possession cannot be checked
+			// here (x5t#S256 without MTLS, or an unknown one): the token
+			// cannot be accepted.
+			return invalidToken(errConfirmation, g.confirmationNote())
 		}
 	}
 	return nil
@@ -484,11 +494,10 @@ func (st *request) checkContext(c *tokenClaims) *denial {
 		return nil
 	}
 	// The TCP peer, never X-Forwarded-For or similar.
-	ap, err := netip.ParseAddrPort(st.r.RemoteAddr)
-	if err != nil {
+	src, ok := st.sourceAddr()
+	if !ok {
 		return invalidToken(errContext, "the source address is unknown")
 	}
-	src := ap.Addr().Unmap().WithZone("")
 	for _, p := range c.ctx.nets {
 		if p.Contains(src) {
 			return nil
@@ -582,10 +591,17 @@ func (st *request) writeAudit(decision, reason string, status int) bool {
 	st.logged = true
 	st.rec.Time = st.g.now().UTC()
 	st.rec.Decision, st.rec.Reason, st.rec.Status = decision, reason, status
-	if st.g.audit == nil || st.g.flaw(FlawNoAudit) {
+	if st.g.flaw(FlawNoAudit) {
 		return true
 	}
-	return st.g.audit.write(&st.rec) == nil
+	ok := true
+	if st.g.audit != nil {
+		ok = st.g.audit.write(&st.rec) == nil
+	}
+	if st.g.hook != nil {
+		ok = st.g.hook.post(&st.rec) == nil && ok
+	}
+	return ok
 }
 
 // allow records an allow decision. If the audit log cannot be written the

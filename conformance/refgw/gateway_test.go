@@ -357,6 +357,12 @@ func TestFlawCatalog(t *testing.T) {
 		refgw.FlawSkipIntrospection:     true, // TestIntrospection
 		refgw.FlawNoKeyRefetch:          true, // TestKeyRotationFlaws
 		refgw.FlawKeepRemovedKeys:       true, // TestKeyRotationFlaws
+		refgw.FlawMTLSBindingUnchecked:  true, // TestMTLSBinding
+		refgw.FlawMTLSTrustsCertHeader:  true, // TestMTLSBinding
+		refgw.FlawTrustsForwardedFor:    true, // TestMTLSBinding
+		refgw.FlawNoSizeLimit:           true, // TestOversizeTokens
+		refgw.FlawIdentityBySubOnly:     true, // TestSessionIdentity
+		refgw.FlawIdentityByEmail:       true, // TestSessionIdentity
 	}
 	for _, a := range tokenAttacks() {
 		covered[a.flaw] = true

@@ -150,8 +150,18 @@ func (st *request) rpcFail(w http.ResponseWriter, status int, id json.RawMessage
 	writeRPC(w, status, id, nil, code, message)
 }
 
+// principal is who a session belongs to: the identity (iss, sub) with
+// the client and the current actor, so a client is never taken for a user
+// whose id its sub happens to equal (RFC 9700 section 4.15), and an email
+// claim never stands for an identity.
 func (st *request) principal() string {
 	c := st.claims
+	switch g := st.g; {
+	case g.flaw(FlawIdentityByEmail) && c.email != "":
+		return "email\x00" + c.email
+	case g.flaw(FlawIdentityBySubOnly):
+		return c.sub
+	}
 	return c.iss + "\x00" + c.sub + "\x00" + c.agent() + "\x00" + c.currentActor()
 }
 

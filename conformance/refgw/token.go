@@ -114,6 +114,9 @@ func splitCompact(tok string) ([]string, *denial) {
 // signature, and returns its header and verified payload. verified is
 // false only when a flaw let an unverified token through.
 func (g *Gateway) verifyJWT(ctx context.Context, tok string) (h *joseHeader, payload []byte, verified bool, d *denial) {
+	if g.flaw(FlawNoSizeLimit) {
+		g.decodeUnbounded(ctx, tok)
+	}
 	parts, d := splitCompact(tok)
 	if d != nil {
 		return nil, nil, false, d
@@ -363,6 +366,8 @@ type tokenClaims struct {
 	act                                 []actor // current actor first
 	cnf                                 map[string]json.RawMessage
 	jkt                                 string
+	x5t                                 string // cnf.x5t#S256 (RFC 8705)
+	email                               string // informational: never an identity
 	ctx                                 *tokenContext
 }
 
@@ -402,6 +407,9 @@ func parseClaims(payload []byte) (*tokenClaims, error) {
 		return nil, errors.New("claims are not a JSON object")
 	}
 	c := &tokenClaims{}
+	if raw, ok := m["email"]; ok {
+		_ = json.Unmarshal(raw, &c.email) // a non-string email is ignored, not refused
+	}
 	for name, dst := range map[string]*string{"iss": &c.iss, "sub": &c.sub, "jti": &c.jti, "client_id": &c.clientID, "azp": &c.azp, "scope": &c.scope} {
 		if _, err := member(m, name, dst); err != nil {
 			return nil, errors.New(name + " is not a string")
@@ -438,6 +446,9 @@ func parseClaims(payload []byte) (*tokenClaims, error) {
 		}
 		if present, err := member(c.cnf, "jkt", &c.jkt); present && (err != nil || c.jkt == "") {
 			return nil, errors.New("cnf.jkt is not a non-empty string")
+		}
+		if present, err := member(c.cnf, "x5t#S256", &c.x5t); present && (err != nil || c.x5t == "") {
+			return nil, errors.New("cnf.x5t#S256 is not a non-empty string")
 		}
 	}
 	if raw, ok := m["ctx"]; ok {
