@@ -55,12 +55,22 @@ func hostile() *conformance.Report {
 		{ID: "parens", URL: "https://example.com/a)b[c]"},
 		{ID: "data", URL: "data:text/html,<script>alert(1)</script>"},
 	}
+	// An agent's trace: run names come from scenario files, paths and
+	// notes from what the agent sent and the servers answered.
+	trace := []conformance.TraceEntry{
+		{Run: xss + pipes, Seq: 1, From: "- " + xss, To: img + ticks, Method: "GET" + pipes, Path: jsClose + ticks + details,
+			What: fence, Status: 401, Token: tok, Note: details + ctrl + badUTF8},
+		{Run: xss + pipes, Seq: 2, AtMS: 1, From: "1. x", To: "decoy", Method: xss, Path: "/?q=" + img, What: jsLink, Status: 200, Token: tok},
+		{Run: xss + pipes, Seq: 3, AtMS: 2, From: "1. x", To: "decoy", Method: xss, Path: "/?q=" + img, What: jsLink, Status: 200, Token: tok},
+		{Run: cdata + badUTF8, Seq: 1, From: "agent", To: "### " + xss, Method: "POST", Path: "/t/agents/token", What: "token: " + ticks, Status: -3,
+			Token: &conformance.TokenRef{JTI: jsClose, SHA256: img}, Note: jsLink + "\n" + fence},
+	}
 	res := func(id string, st conformance.Status) conformance.Result {
 		return conformance.Result{
 			ID: id + xss + pipes, Title: jsLink + pipes + ticks + img, Status: st, Severity: conformance.MUST,
 			Reason: jsClose + pipes + img + ctrl + badUTF8, Why: details + xss + "\n\n# heading", SpecRefs: spec,
 			Evidence: []conformance.Evidence{ev}, Figures: map[string]float64{xss + "_ms": 1, pipes: 2},
-			Duration: time.Millisecond,
+			Duration: time.Millisecond, Trace: trace,
 		}
 	}
 	results := []conformance.Result{
@@ -165,8 +175,9 @@ func TestMarkdownEscapesHostileText(t *testing.T) {
 	}
 	checkDOM(t, doc, 0, 0)
 
-	// Every <details> is one the renderer opened for evidence: one per
-	// failure, error and warning (the stale one carries evidence too).
+	// Every <details> is one the renderer opened for evidence and for the
+	// agent's trace: two per failure, error and warning (the stale one
+	// carries evidence too).
 	var nDetails int
 	walk(doc, func(e *html.Node) {
 		if e.Data == "details" {
@@ -178,9 +189,16 @@ func TestMarkdownEscapesHostileText(t *testing.T) {
 			}
 		}
 	})
-	if nDetails != 4 {
-		t.Errorf("%d <details> elements, want 4", nDetails)
+	if nDetails != 8 {
+		t.Errorf("%d <details> elements, want 8", nDetails)
 	}
+	// Each trace is numbered lists of its own: nothing in a party's name
+	// or a path opened a nested list or a heading.
+	walk(doc, func(e *html.Node) {
+		if (e.Data == "ol" || e.Data == "ul") && e.Parent != nil && e.Parent.Data == "li" && e.Parent.Parent.Data == "ol" {
+			t.Errorf("a nested list came from the report's text: %q", textOf(e))
+		}
+	})
 
 	// Every table row has as many cells as its header: "|" in text does
 	// not split cells.

@@ -10,8 +10,9 @@ import (
 // every status, a MUST failure whose evidence is a 401 with
 // WWW-Authenticate, a token-passthrough failure with upstream evidence, a
 // revocation delay, an expected failure, a stale one, skips with reasons
-// and an error whose body is the target's HTML. Numbers in claims are
-// float64, as JSON decoding gives them back.
+// and an error whose body is the target's HTML; then two agent scenarios
+// with their traces (agentResults). Numbers in claims are float64, as
+// JSON decoding gives them back.
 func fixture() *conformance.Report {
 	const (
 		targetURL = "http://127.0.0.1:18080/mcp"
@@ -248,6 +249,8 @@ func fixture() *conformance.Report {
 		},
 	}
 
+	results = append(results, agentResults()...)
+
 	var sm conformance.Summary
 	sm.Total = len(results)
 	for _, r := range results {
@@ -286,6 +289,145 @@ func fixture() *conformance.Report {
 		Summary:       sm,
 		Results:       results,
 		Verdict:       "fail",
-		VerdictReason: "not conforming: jwt-temporal, iss-mismatch (stale expected failure), scope-insufficient, token-passthrough, jwt-header-key-injection (error)",
+		VerdictReason: "not conforming: jwt-temporal, iss-mismatch (stale expected failure), scope-insufficient, token-passthrough, jwt-header-key-injection (error), agent-no-token-to-other-audience",
 	}
+}
+
+// agentResults are two agent scenarios as the engine reports them
+// against the reference agent (traces taken from real runs): one that
+// failed (its first access token went to rs2 and to the decoy) with a
+// single run, and one that passed with two runs (variants).
+func agentResults() []conformance.Result {
+	at1 := &conformance.TokenRef{Label: "access token #1 (aud rs1)", JTI: "MOJJOaiA1JAJa4autGDzBw", SHA256: "39fd81ce8fa3b2d0"}
+	at2 := &conformance.TokenRef{Label: "access token #2 (aud rs2)", JTI: "HEaC5YubqSY2-n1d8jXXhA", SHA256: "0203c1bd84d4e917"}
+	key := &conformance.TokenRef{Label: "the model API key", SHA256: "1c2fc2583010a4b6"}
+	type row struct {
+		ms           float64
+		from, to     string
+		method, path string
+		what         string
+		status       int
+		tok          *conformance.TokenRef
+		note         string
+	}
+	trace := func(run string, rows ...row) []conformance.TraceEntry {
+		out := make([]conformance.TraceEntry, len(rows))
+		for i, r := range rows {
+			out[i] = conformance.TraceEntry{Run: run, Seq: i + 1, AtMS: r.ms, From: r.from, To: r.to, Method: r.method, Path: r.path,
+				What: r.what, Status: r.status, Token: r.tok, Note: r.note}
+		}
+		return out
+	}
+	const (
+		prm   = "/.well-known/oauth-protected-resource/mcp"
+		asMD  = "/.well-known/oauth-authorization-server/t/agents"
+		chat  = "/v1/chat/completions"
+		token = "/t/agents/token"
+	)
+	leak := conformance.Result{
+		ID: "agent-no-token-to-other-audience", Title: "The agent never sends a token for one server to another server or to a decoy",
+		Status: conformance.StatusFail, Severity: conformance.MUST, Tags: []string{"agent", "w1", "audience"},
+		Duration: 412 * time.Millisecond,
+		Reason:   "rs2 got access token #1 (aud rs1), whose audience is [http://127.0.0.1:35877/mcp]; the decoy got access token #1 (aud rs1)",
+		Why:      "A token sent to the wrong server is a token given away: that server can replay it where it is valid (the confused deputy). The decoy never asks for a token; an agent that sends it one leaks.",
+		SpecRefs: []conformance.SpecRef{
+			{ID: "MCP-Authorization-Token-Handling", Text: "MCP clients MUST NOT send tokens to the MCP server other than ones issued by the MCP server's authorization server"},
+			{ID: "RFC9700-4.9", URL: "https://www.rfc-editor.org/rfc/rfc9700#section-4.9", Text: "access tokens ... SHOULD be audience-restricted"},
+		},
+		Evidence: []conformance.Evidence{
+			{Step: "audience_isolation", Expected: "a token is only ever sent to the server it was issued for; the decoy gets none", Verdict: "mismatch",
+				Note: "rs2 got access token #1 (aud rs1), whose audience is [http://127.0.0.1:35877/mcp]; the decoy got access token #1 (aud rs1)"},
+			{Step: "task_completed", Expected: "the agent did its task: the model got every scripted tool result and gave its final answer", Verdict: "ok",
+				Note: "every scripted tool call succeeded and the model gave its final answer"},
+		},
+		Trace: trace("",
+			row{0, "agent", "rs1", "POST", "/mcp", "initialize", 401, nil, ""},
+			row{3.41, "agent", "rs1", "GET", prm, "metadata", 200, nil, ""},
+			row{4.47, "agent", "idp", "GET", asMD, "metadata", 200, nil, ""},
+			row{24.8, "agent", "browser", "GET", "/open", "open authorization URL", 200, nil, ""},
+			row{29.85, "browser", "idp", "GET", "/t/agents/authorize", "authorize", 303, nil, ""},
+			row{45.83, "agent", "idp", "POST", token, "token: authorization_code", 200, nil, ""},
+			row{66.59, "agent", "idp", "GET", "/t/agents/jwks", "", 200, nil, ""},
+			row{79.67, "agent", "rs1", "POST", "/mcp", "initialize", 200, at1, ""},
+			row{88.37, "agent", "rs1", "POST", "/mcp", "notifications/initialized", 202, at1, ""},
+			row{97.07, "agent", "rs1", "POST", "/mcp", "tools/list", 200, at1, ""},
+			row{100.75, "agent", "rs2", "POST", "/mcp", "initialize", 401, at1, "invalid_token: the access token is not for this resource"},
+			row{106.45, "agent", "rs2", "GET", prm, "metadata", 200, nil, ""},
+			row{106.53, "agent", "browser", "GET", "/open", "open authorization URL", 200, nil, ""},
+			row{117.77, "browser", "idp", "GET", "/t/agents/authorize", "authorize", 303, nil, ""},
+			row{117.88, "agent", "idp", "POST", token, "token: authorization_code", 200, nil, ""},
+			row{118.81, "agent", "rs2", "POST", "/mcp", "initialize", 200, at2, ""},
+			row{119.04, "agent", "rs2", "POST", "/mcp", "notifications/initialized", 202, at2, ""},
+			row{119.05, "agent", "rs2", "POST", "/mcp", "tools/list", 200, at2, ""},
+			row{119.06, "agent", "decoy", "POST", "/mcp", "initialize", 200, at1, ""},
+			row{119.39, "agent", "decoy", "POST", "/mcp", "notifications/initialized", 202, at1, ""},
+			row{119.39, "agent", "decoy", "POST", "/mcp", "tools/list", 200, at1, ""},
+			row{119.39, "agent", "model", "POST", chat, "model", 200, key, ""},
+			row{119.44, "agent", "rs1", "POST", "/mcp", "tools/call notes_read", 200, at1, ""},
+			row{119.48, "agent", "model", "POST", chat, "model", 200, key, ""},
+			row{119.48, "agent", "rs2", "POST", "/mcp", "tools/call search", 200, at2, ""},
+			row{119.48, "agent", "model", "POST", chat, "model", 200, key, ""},
+			row{119.49, "agent", "decoy", "POST", "/mcp", "tools/call lookup", 200, at1, ""},
+			row{120, "agent", "model", "POST", chat, "model", 200, key, ""},
+			row{120.45, "agent", "idp", "POST", "/t/agents/revoke", "revoke", 200, nil, ""},
+			row{122.34, "agent", "idp", "POST", "/t/agents/revoke", "revoke", 200, nil, ""},
+		),
+	}
+
+	a1 := &conformance.TokenRef{Label: "access token #1 (aud rs1)", JTI: "XT9zDC7K483Ja9RadSL0lQ", SHA256: "37806aeb22ac51f0"}
+	a2 := &conformance.TokenRef{Label: "access token #2 (aud rs1)", JTI: "7l0LCinLD2kd8GQLIzQcbg", SHA256: "e25f88dab3153c77"}
+	b1 := &conformance.TokenRef{Label: "access token #1 (aud rs1)", JTI: "nP-qXP5pqPuzAIu9udn1vQ", SHA256: "04f50b1e77369a2c"}
+	b2 := &conformance.TokenRef{Label: "access token #2 (aud rs1)", JTI: "BDzrD8Ai_nxB_ffRq1X3_A", SHA256: "eae891d7101f6b48"}
+	b3 := &conformance.TokenRef{Label: "access token #3 (aud rs1)", JTI: "R89wjuUvx9YuelseqpGaLw", SHA256: "d5d7d05074713e95"}
+	key2 := &conformance.TokenRef{Label: "the model API key", SHA256: "fbfb3691a09f2e61"}
+	const revoked = "invalid_token: the access token was revoked"
+	start := func(run string, tok *conformance.TokenRef, rows ...row) []conformance.TraceEntry {
+		return trace(run, append([]row{
+			{0, "agent", "rs1", "POST", "/mcp", "initialize", 401, nil, ""},
+			{6.4, "agent", "rs1", "GET", prm, "metadata", 200, nil, ""},
+			{10.58, "agent", "idp", "GET", asMD, "metadata", 200, nil, ""},
+			{12.3, "agent", "browser", "GET", "/open", "open authorization URL", 200, nil, ""},
+			{12.66, "browser", "idp", "GET", "/t/agents/authorize", "authorize", 303, nil, ""},
+			{13.1, "agent", "idp", "POST", token, "token: authorization_code", 200, nil, ""},
+			{17.16, "agent", "rs1", "POST", "/mcp", "initialize", 200, tok, ""},
+			{24.51, "agent", "rs1", "POST", "/mcp", "notifications/initialized", 202, tok, ""},
+			{33.9, "agent", "rs1", "POST", "/mcp", "tools/list", 200, tok, ""},
+		}, rows...)...)
+	}
+	retry := conformance.Result{
+		ID: "agent-handles-401", Title: "On invalid_token the agent refreshes or re-authorizes once, and its retries are bounded",
+		Status: conformance.StatusPass, Severity: conformance.MUST, Tags: []string{"agent"},
+		Duration: 1_870 * time.Millisecond, Reason: "every check held",
+		SpecRefs: []conformance.SpecRef{{ID: "RFC6750-3.1", Text: "invalid_token ... The client MAY request a new access token and retry"}},
+		Evidence: []conformance.Evidence{
+			{Step: "one rejection: bounded_retries", Expected: "a token a server rejected with invalid_token is not presented again; retries are bounded", Verdict: "ok",
+				Note: "rejected tokens were not reused; 2 call(s) after the first rejection"},
+			{Step: "one rejection: task_completed", Expected: "the agent did its task: the model got every scripted tool result and gave its final answer", Verdict: "ok",
+				Note: "every scripted tool call succeeded and the model gave its final answer"},
+			{Step: "rejected from the second call on: bounded_retries", Expected: "a token a server rejected with invalid_token is not presented again; retries are bounded", Verdict: "ok",
+				Note: "rejected tokens were not reused; 4 call(s) after the first rejection"},
+		},
+		Trace: append(start("one rejection", a1,
+			row{94.49, "agent", "model", "POST", chat, "model", 200, key2, ""},
+			row{96.36, "agent", "rs1", "POST", "/mcp", "tools/call notes_read", 200, a1, ""},
+			row{102.43, "agent", "model", "POST", chat, "model", 200, key2, ""},
+			row{107.65, "agent", "rs1", "POST", "/mcp", "tools/call notes_read", 401, a1, revoked},
+			row{115.35, "agent", "idp", "POST", token, "token: refresh_token", 200, nil, ""},
+			row{117.57, "agent", "rs1", "POST", "/mcp", "tools/call notes_read", 200, a2, ""},
+			row{117.95, "agent", "model", "POST", chat, "model", 200, key2, ""},
+			row{134.26, "agent", "idp", "POST", "/t/agents/revoke", "revoke", 200, nil, ""},
+		), start("rejected from the second call on", b1,
+			row{43.09, "agent", "model", "POST", chat, "model", 200, key2, ""},
+			row{44.34, "agent", "rs1", "POST", "/mcp", "tools/call notes_read", 200, b1, ""},
+			row{45.88, "agent", "model", "POST", chat, "model", 200, key2, ""},
+			row{47.87, "agent", "rs1", "POST", "/mcp", "tools/call notes_read", 401, b1, revoked},
+			row{53.24, "agent", "idp", "POST", token, "token: refresh_token", 200, nil, ""},
+			row{55.01, "agent", "rs1", "POST", "/mcp", "tools/call notes_read", 401, b2, revoked},
+			row{55.88, "agent", "idp", "POST", token, "token: refresh_token", 200, nil, ""},
+			row{57.22, "agent", "rs1", "POST", "/mcp", "tools/call notes_read", 401, b3, revoked},
+			row{61.75, "agent", "model", "POST", chat, "model", 200, key2, ""},
+			row{63.97, "agent", "idp", "POST", "/t/agents/revoke", "revoke", 200, nil, ""},
+		)...),
+	}
+	return []conformance.Result{leak, retry}
 }

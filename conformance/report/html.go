@@ -102,6 +102,46 @@ type htmlResult struct {
 	Specs                                                           []htmlSpec
 	Figures                                                         []figure
 	Steps                                                           []htmlStep
+	Trace                                                           *htmlTrace
+}
+
+// htmlTrace is an agent's trace as sequence diagrams, one per run, on
+// the same lifelines. The diagram is a CSS grid: each lifeline owns two
+// columns, so its centre is a grid line, and an arrow from lifeline i to
+// lifeline j spans the grid lines 2i to 2j (classes s1…s10, e1…e10).
+type htmlTrace struct {
+	Summary string
+	Cols    string // "n4": the grid's width in lifelines
+	Lanes   []htmlLane
+	Runs    []htmlRun
+	Omitted int // lines left out past maxTraceLines
+}
+
+type htmlLane struct {
+	Name  string
+	Class string // "l3 k-rs": its place and its kind
+}
+
+type htmlRun struct {
+	Name string
+	Meta string
+	Open bool
+	Bad  bool // a check of this run did not hold
+	Msgs []htmlMsg
+}
+
+type htmlMsg struct {
+	Seq, At        string
+	Class          string // err, chal or ""
+	Place          string // "s1": where the label and the token start
+	Line           string // "s1 e3", with " rtl" or " self"
+	From, To       string
+	Method, Path   string
+	What, Status   string
+	Times          int
+	Token, TokenID string
+	Leak           bool // a token sent to the decoy
+	Note           string
 }
 
 type htmlSpec struct {
@@ -246,6 +286,7 @@ func newHTMLResult(i int, res *conformance.Result) htmlResult {
 	if res.Duration == 0 && res.Status == conformance.StatusSkip {
 		h.Duration = ""
 	}
+	h.Trace = newHTMLTrace(res, h.Class)
 	for n := range res.Evidence {
 		st := newHTMLStep(n+1, &res.Evidence[n])
 		// In a result that went wrong, the steps that held are folded so
@@ -368,4 +409,130 @@ func slug(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// laneOrder places the parties of an agent's world: the actors, the
+// authorization servers, the MCP servers, the decoy, the model.
+var laneOrder = map[string]int{"agent": 0, "browser": 1, "idp": 2, "rs1": 4, "rs2": 5, "decoy": 7, "model": 9}
+
+func laneRank(name string) int {
+	if r, ok := laneOrder[name]; ok {
+		return r
+	}
+	switch {
+	case strings.HasPrefix(name, "idp"), strings.HasPrefix(name, "as"):
+		return 3
+	case strings.HasPrefix(name, "rs"):
+		return 6
+	}
+	return 8
+}
+
+func laneKind(name string) string {
+	switch r := laneRank(name); {
+	case r <= 1:
+		return "k-actor"
+	case r <= 3:
+		return "k-as"
+	case r <= 6:
+		return "k-rs"
+	case name == "decoy":
+		return "k-decoy"
+	case name == "model":
+		return "k-model"
+	}
+	return "k-other"
+}
+
+func newHTMLTrace(res *conformance.Result, class string) *htmlTrace {
+	runs := traceRuns(res.Trace)
+	if len(runs) == 0 {
+		return nil
+	}
+	// Lifelines: the parties present, in a fixed order (then by first
+	// appearance); past maxLifelines, the rest share the last one.
+	var names []string
+	seen := map[string]bool{}
+	for _, e := range res.Trace {
+		for _, p := range []string{party(e.From), party(e.To)} {
+			if !seen[p] {
+				seen[p] = true
+				names = append(names, p)
+			}
+		}
+	}
+	slices.SortStableFunc(names, func(a, b string) int { return laneRank(a) - laneRank(b) })
+	lane := map[string]int{}
+	t := &htmlTrace{Summary: traceSummary(runs)}
+	for _, n := range names {
+		if len(t.Lanes) == maxLifelines-1 && len(names) > maxLifelines {
+			lane[n] = maxLifelines
+			continue
+		}
+		t.Lanes = append(t.Lanes, htmlLane{Name: n, Class: fmt.Sprintf("l%d %s", len(t.Lanes)+1, laneKind(n))})
+		lane[n] = len(t.Lanes)
+	}
+	if len(names) > maxLifelines {
+		t.Lanes = append(t.Lanes, htmlLane{Name: fmt.Sprintf("%d others", len(names)-maxLifelines+1), Class: fmt.Sprintf("l%d k-other", maxLifelines)})
+	}
+	t.Cols = fmt.Sprintf("n%d", len(t.Lanes))
+
+	// Which runs are open: in a result that went wrong, those whose
+	// checks did not hold (all of them if none can be told apart).
+	failing := class == "fail" || class == "error" || class == "warn"
+	bad := map[string]bool{}
+	for _, e := range res.Evidence {
+		if e.Verdict == "mismatch" || e.Verdict == "error" {
+			for _, r := range runs {
+				if r.Name != "" && strings.HasPrefix(e.Step, r.Name+": ") {
+					bad[r.Name] = true
+				}
+			}
+		}
+	}
+	shown := 0
+	for _, r := range runs {
+		hr := htmlRun{Name: tfield(r.Name), Meta: runMeta(&r),
+			Open: failing && (len(runs) == 1 || len(bad) == 0 || bad[r.Name])}
+		hr.Bad = hr.Open
+		for i := range r.Lines {
+			if shown == maxTraceLines {
+				t.Omitted += len(r.Lines) - i
+				break
+			}
+			shown++
+			hr.Msgs = append(hr.Msgs, newHTMLMsg(&r.Lines[i], lane))
+		}
+		t.Runs = append(t.Runs, hr)
+	}
+	return t
+}
+
+func newHTMLMsg(l *traceLine, lane map[string]int) htmlMsg {
+	e := &l.First
+	from, to := party(e.From), party(e.To)
+	m := htmlMsg{
+		Seq: l.seqText(), At: l.atText(), Class: traceClass(e),
+		From: from, To: to,
+		Method: tfield(e.Method), Path: tfield(e.Path), What: tfield(e.What), Status: statusText(e.Status),
+		Times: l.N, Note: tfield(e.Note),
+	}
+	if e.Token != nil {
+		m.Token, m.TokenID = tokenName(e.Token), tokenIDs(e.Token)
+		// The decoy never asks for a token (docs/AGENTS.md): any token
+		// it receives is a leak, whatever it answered.
+		m.Leak = to == "decoy"
+	}
+	a, b := lane[from], lane[to]
+	lo, hi := min(a, b), max(a, b)
+	m.Place = fmt.Sprintf("s%d", lo)
+	switch {
+	case a == b:
+		m.Line = fmt.Sprintf("s%d self", lo)
+	case a < b:
+		m.Line = fmt.Sprintf("s%d e%d", lo, hi)
+	default:
+		m.Line = fmt.Sprintf("s%d e%d rtl", lo, hi)
+	}
+	return m
 }

@@ -141,8 +141,9 @@ func ReadJSON(rd io.Reader) (*conformance.Report, error) {
 }
 
 // Validate checks the rules of the schema that JSON decoding alone does
-// not: the schema version, the verdict, and that every result has an id,
-// a known status and a known severity. The renderers do not need it
+// not: the schema version, the verdict, that every result has an id, a
+// known status and a known severity, and that every trace entry names
+// who sent it and who received it. The renderers do not need it
 // (they show whatever they are given); ReadJSON applies it, and the
 // engine's tests can.
 func Validate(r *conformance.Report) error {
@@ -173,6 +174,15 @@ func Validate(r *conformance.Report) error {
 		case conformance.MUST, conformance.SHOULD, conformance.MUSTIfDeclared:
 		default:
 			return &ValidationError{field("severity"), fmt.Sprintf("is %q: want MUST, SHOULD or MUST-if-declared", res.Severity)}
+		}
+		for j := range res.Trace {
+			e := &res.Trace[j]
+			switch {
+			case e.From == "":
+				return &ValidationError{field(fmt.Sprintf("trace[%d].from", j)), "is empty"}
+			case e.To == "":
+				return &ValidationError{field(fmt.Sprintf("trace[%d].to", j)), "is empty"}
+			}
 		}
 	}
 	return nil

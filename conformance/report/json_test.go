@@ -125,6 +125,10 @@ func TestReadJSONErrors(t *testing.T) {
 		{name: "no id", in: valid(func(s string) string { return strings.Replace(s, `"id": "jwt-alg-none"`, `"id": ""`, 1) }),
 			wantErr: &ValidationError{}, field: "results[1].id"},
 		{name: "no results", in: `{"schema":"agentsso.report/v1","verdict":"pass"}`, wantErr: &ValidationError{}, field: "results"},
+		{name: "trace entry to nobody", in: valid(func(s string) string { return strings.Replace(s, `"to": "decoy"`, `"to": ""`, 1) }),
+			wantErr: &ValidationError{}, field: "results[16].trace[18].to"},
+		{name: "trace entry from nobody", in: `{"schema":"agentsso.report/v1","verdict":"pass","results":[{"id":"a","status":"pass","severity":"MUST","trace":[{"seq":1,"to":"rs1"}]}]}`,
+			wantErr: &ValidationError{}, field: "results[0].trace[0].from", mention: `field "results[0].trace[0].from" is empty`},
 		{name: "wrong type", in: `{"schema":"agentsso.report/v1","results":[{"id":7}]}`, mention: "cannot unmarshal"},
 	}
 	for _, tt := range tests {
@@ -177,6 +181,7 @@ func FuzzReadJSON(f *testing.F) {
 	f.Add([]byte(`{"schema":"agentsso.report/v1","verdict":"pass","results":[]}`))
 	f.Add([]byte(`{"schema":"agentsso.report/v1","verdict":"fail","results":[{"id":"x","status":"error","severity":"MUST","evidence":[{"step":"s","request":null,"response":{"status":0,"error":"timeout"},"upstream":[{}]}],"figures":{"a_ms":1e308}}]}`))
 	f.Add([]byte(`{"schema":"agentsso.report/v1","verdict":"fail","results":[{"id":"<script>","status":"fail","severity":"SHOULD","stale_expected":true,"spec_refs":[{"id":"](javascript:x)","url":"javascript:alert(1)"}]}]}`))
+	f.Add([]byte(`{"schema":"agentsso.report/v1","verdict":"fail","results":[{"id":"agent-x","status":"fail","severity":"MUST","evidence":[{"step":"r: c","verdict":"mismatch"}],"trace":[{"run":"r","seq":1,"from":"agent","to":"decoy","method":"POST","path":"/mcp","status":200,"token":{"sha256":"0123456789abcdef","label":"l"}},{"run":"r","seq":2,"from":"agent","to":"decoy","method":"POST","path":"/mcp","status":200,"token":{"sha256":"0123456789abcdef","label":"l"}},{"seq":1,"from":"browser","to":"idp","status":0,"note":"x"}]}]}`))
 	f.Add([]byte(`{"schema":"agentsso.report/v2"}`))
 	f.Add([]byte(`{"schema":null}`))
 	f.Add([]byte(`null`))

@@ -86,6 +86,9 @@ type junitSkipped struct {
 //     <failure type="stale-expected-failure">, since it fails the run
 //     until the entry is removed.
 //
+// An agent scenario's trace goes into <system-out> as plain text, one
+// line per request, grouped per run, after any WARN line and figures.
+//
 // The class name is agentsso.<severity> and the test name "<id>: <title>",
 // so reporters group scenarios by severity.
 func WriteJUnit(w io.Writer, r *conformance.Report) error {
@@ -211,6 +214,9 @@ func junitTestCase(r *conformance.Report, res *conformance.Result) junitCase {
 	}
 	for _, k := range sortedKeys(res.Figures) {
 		out = append(out, fmt.Sprintf("figure %s=%s", line(k), strconv.FormatFloat(res.Figures[k], 'f', -1, 64)))
+	}
+	if t := traceText(res.Trace); t != "" {
+		out = append(out, t)
 	}
 	if len(out) > 0 {
 		c.SystemOut = &junitText{strings.Join(out, "\n")}

@@ -106,22 +106,24 @@ func TestJUnitParsesAndCounts(t *testing.T) {
 		t.Errorf("<testsuites> counts %d/%d/%d/%d differ from the suite's", doc.Tests, doc.Failures, doc.Errors, doc.Skipped)
 	}
 	want := map[string]string{
-		"rs-baseline-control":      "pass",
-		"jwt-alg-none":             "pass",
-		"jwt-alg-confusion-hs256":  "pass",
-		"jwt-bad-signature":        "pass",
-		"jwt-temporal":             "failure:MUST",
-		"iss-mismatch":             "failure:stale-expected-failure",
-		"tenant-issuer-confusion":  "pass",
-		"aud-wrong-resource":       "skipped",
-		"scope-insufficient":       "failure:MUST",
-		"token-passthrough":        "failure:MUST",
-		"revoked-token-rejected":   "pass",
-		"jwt-header-key-injection": "error",
-		"dpop-bound-as-bearer":     "skipped",
-		"context-binding-replay":   "skipped",
-		"jwt-key-rotation":         "pass",
-		"audit-record-fields":      "skipped",
+		"rs-baseline-control":              "pass",
+		"jwt-alg-none":                     "pass",
+		"jwt-alg-confusion-hs256":          "pass",
+		"jwt-bad-signature":                "pass",
+		"jwt-temporal":                     "failure:MUST",
+		"iss-mismatch":                     "failure:stale-expected-failure",
+		"tenant-issuer-confusion":          "pass",
+		"aud-wrong-resource":               "skipped",
+		"scope-insufficient":               "failure:MUST",
+		"token-passthrough":                "failure:MUST",
+		"revoked-token-rejected":           "pass",
+		"jwt-header-key-injection":         "error",
+		"dpop-bound-as-bearer":             "skipped",
+		"context-binding-replay":           "skipped",
+		"jwt-key-rotation":                 "pass",
+		"audit-record-fields":              "skipped",
+		"agent-no-token-to-other-audience": "failure:MUST",
+		"agent-handles-401":                "pass",
 	}
 	if diff := cmp.Diff(want, kinds); diff != "" {
 		t.Errorf("test case outcomes (-want +got):\n%s", diff)
@@ -151,6 +153,22 @@ func TestJUnitParsesAndCounts(t *testing.T) {
 	}
 	if c := byID["dpop-bound-as-bearer"]; c.Skipped.Message != "the target does not declare the dpop feature" || c.Classname != "agentsso.MUST-if-declared" {
 		t.Errorf("skip = %+v", c)
+	}
+
+	// An agent scenario's trace is in <system-out>, one line per request,
+	// grouped per run; a scenario without a trace has none.
+	if c := byID["agent-no-token-to-other-audience"]; !strings.HasPrefix(c.SystemOut, "Agent trace: 30 requests, 1 answered with an error\n") ||
+		!strings.Contains(c.SystemOut, "\n  19. +119 ms agent → decoy POST /mcp (initialize) 200 · token access token #1 (aud rs1) (jti MOJJOaiA1JAJa4autGDzBw, sha256 39fd81ce8fa3b2d0)\n") ||
+		!strings.Contains(c.SystemOut, "\n  11. +101 ms agent → rs2 POST /mcp (initialize) 401 · token access token #1 (aud rs1) (jti MOJJOaiA1JAJa4autGDzBw, sha256 39fd81ce8fa3b2d0) · invalid_token: the access token is not for this resource\n") {
+		t.Errorf("agent failure's system-out:\n%s", c.SystemOut)
+	}
+	if c := byID["agent-handles-401"]; !strings.Contains(c.SystemOut, "Agent trace: 36 requests in 2 runs, 4 answered with an error\n"+
+		`Run "one rejection": 17 requests, 1 answered with an error, 134 ms`+"\n  1. +0 ms agent → rs1 POST /mcp (initialize) 401\n") ||
+		!strings.Contains(c.SystemOut, "\n"+`Run "rejected from the second call on": 19 requests, 3 answered with an error, 64 ms`+"\n") {
+		t.Errorf("agent pass's system-out:\n%s", c.SystemOut)
+	}
+	if c := byID["jwt-alg-none"]; c.SystemOut != "" {
+		t.Errorf("a gateway scenario has system-out %q", c.SystemOut)
 	}
 
 	props := map[string]string{}

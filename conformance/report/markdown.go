@@ -43,8 +43,9 @@ func (m *mdWriter) add(s string) bool {
 
 // WriteMarkdown writes r as GitHub-flavoured Markdown for a CI job summary
 // or a pull request comment: a one-line verdict, the counts, failures and
-// errors with their evidence in <details> blocks, warnings, expected
-// failures, and a compact table of skips and passes. Text from the target
+// errors with their evidence (and an agent's trace, numbered per run) in
+// <details> blocks, warnings, expected failures, and a compact table of
+// skips and passes (an agent's trace there only as its length). Text from the target
 // is escaped (or put in code spans and fences it cannot break out of);
 // the whole stays under MarkdownLimit bytes.
 func WriteMarkdown(w io.Writer, r *conformance.Report) error {
@@ -115,14 +116,23 @@ func WriteMarkdown(w io.Writer, r *conformance.Report) error {
 			res := &r.Results[i]
 			notes := ""
 			if res.Status == conformance.StatusSkip {
-				notes = mdText(mdShort(res.Reason))
+				notes = mdShort(res.Reason)
 			} else if fs := figures(res.Figures); len(fs) > 0 {
 				var parts []string
 				for _, f := range fs {
 					parts = append(parts, f.Name+" "+f.Value)
 				}
-				notes = mdText(strings.Join(parts, ", "))
+				notes = strings.Join(parts, ", ")
 			}
+			// An agent scenario that did not go wrong shows how long its
+			// trace is, not the trace: a pull request comment stays short.
+			if runs := traceRuns(res.Trace); len(runs) > 0 {
+				if notes != "" {
+					notes += "; "
+				}
+				notes += "trace: " + traceSummary(runs)
+			}
+			notes = mdText(notes)
 			return fmt.Sprintf("| %s | %s %s | %s | %s |\n", statusWord(res), mdCode(line(res.ID), true), mdText(line(res.Title)),
 				mdText(line(string(res.Severity))), notes)
 		})
@@ -274,7 +284,7 @@ func mdResult(res *conformance.Result) (head, evidence string) {
 		}
 		b.WriteString("\n\n")
 	}
-	return b.String(), mdEvidence(res.Evidence)
+	return b.String(), mdEvidence(res.Evidence) + mdTrace(res.Trace)
 }
 
 // mdSpecID links a spec id to its URL when the URL is a plain http(s)
@@ -373,6 +383,89 @@ func mdStep(n int, e *conformance.Evidence) string {
 		b.WriteString(f)
 	}
 	return b.String()
+}
+
+// mdMaxTrace bounds one scenario's trace block.
+const mdMaxTrace = 16 << 10
+
+// mdTrace renders an agent scenario's trace in a collapsed <details>
+// block: per run, a numbered list with one line per request
+// ("1. agent → idp `POST /t/agents/token` (token: authorization\_code)
+// 200"), consecutive identical requests folded into one line.
+func mdTrace(tr []conformance.TraceEntry) string {
+	runs := traceRuns(tr)
+	if len(runs) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	// The summary is made of numbers and fixed words only: no escaping.
+	fmt.Fprintf(&b, "<details><summary>Agent trace: %s</summary>\n\n", traceSummary(runs))
+	for _, r := range runs {
+		switch {
+		case r.Name != "":
+			fmt.Fprintf(&b, "**Run: %s** · %s\n\n", mdText(tfield(r.Name)), runMeta(&r))
+		case len(runs) > 1: // a heading ends the previous run's list
+			fmt.Fprintf(&b, "**The agent's run** · %s\n\n", runMeta(&r))
+		}
+		for i := range r.Lines {
+			l := &r.Lines[i]
+			item := mdTraceItem(l)
+			if b.Len()+len(item) > mdMaxTrace {
+				fmt.Fprintf(&b, "\n_The rest of the trace is left out here: see report.html or report.json._\n\n</details>\n\n")
+				return b.String()
+			}
+			b.WriteString(item)
+			if l.N > 1 && i < len(r.Lines)-1 {
+				// A folded line stands for several numbers: end the list
+				// so that the next one starts at its own number.
+				b.WriteString("\n<!-- -->\n\n")
+			}
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("</details>\n\n")
+	return b.String()
+}
+
+// mdTraceItem is one list item: "13. agent → rs1 `POST /mcp`
+// (tools/call notes\_read) **401** · access token \#1 (aud rs1) ·
+// invalid\_token: …".
+func mdTraceItem(l *traceLine) string {
+	e := &l.First
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d. %s → %s %s", l.Num, mdParty(e.From), mdParty(e.To), mdCode(tfield(e.Method)+" "+tfield(e.Path), false))
+	if w := tfield(e.What); w != "" {
+		fmt.Fprintf(&b, " (%s)", mdText(w))
+	}
+	if traceClass(e) == "err" {
+		fmt.Fprintf(&b, " **%s**", statusText(e.Status))
+	} else {
+		fmt.Fprintf(&b, " %s", statusText(e.Status))
+	}
+	if l.N > 1 {
+		fmt.Fprintf(&b, " **×%d** (%s)", l.N, l.seqText())
+	}
+	if e.Token != nil {
+		fmt.Fprintf(&b, " · %s", mdText(tokenName(e.Token)))
+	}
+	if e.Note != "" {
+		fmt.Fprintf(&b, " · %s", mdText(tfield(e.Note)))
+	}
+	b.WriteString("\n")
+	return b.String()
+}
+
+// mdParty shows a party's name as it is when it is a plain name (agent,
+// rs1, idp), and as code otherwise: at the start of a list item, text
+// such as "- x" or "1. x" would open a nested list.
+func mdParty(s string) string {
+	s = party(s)
+	for i, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || i > 0 && (r >= '0' && r <= '9' || r == '-')) {
+			return mdCode(s, false)
+		}
+	}
+	return s
 }
 
 // mdToken names a token: label, jti and hash, all as code.

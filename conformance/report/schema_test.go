@@ -82,6 +82,15 @@ func TestSchemaRejects(t *testing.T) {
 			ev["request"].(map[string]any)["token"].(map[string]any)["sha256"] = strings.Repeat("ab", 32)
 		},
 		"bad start": func(m map[string]any) { m["started"] = "yesterday" },
+		"trace without to": func(m map[string]any) {
+			delete(result(m, 16)["trace"].([]any)[3].(map[string]any), "to")
+		},
+		"trace with empty from": func(m map[string]any) { result(m, 16)["trace"].([]any)[0].(map[string]any)["from"] = "" },
+		"trace status text":     func(m map[string]any) { result(m, 17)["trace"].([]any)[0].(map[string]any)["status"] = "401" },
+		"trace token full hash": func(m map[string]any) {
+			result(m, 16)["trace"].([]any)[7].(map[string]any)["token"].(map[string]any)["sha256"] = strings.Repeat("ab", 32)
+		},
+		"trace not an array": func(m map[string]any) { result(m, 16)["trace"] = map[string]any{} },
 	} {
 		t.Run(name, func(t *testing.T) {
 			var m map[string]any
