@@ -130,6 +130,9 @@ func (t *tenant) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	scopes, aud, err := t.authorizeGrant(c, ar)
+	if err == nil {
+		err = checkDPoPJKT(form) // dpop.go: dpop_jkt (RFC 9449 section 10)
+	}
 	if err != nil {
 		t.authorizeError(w, r, ar, &ev, err)
 		return
@@ -245,6 +248,7 @@ func (t *tenant) issueCode(ctx context.Context, ar fosite.AuthorizeRequester, c 
 	sess.Subject = u.Subject
 	sess.Username = u.Username
 	sess.ClientID = c.cfg.ID
+	sess.Cnf = cnfWith(nil, ar.GetRequestForm().Get(paramDPoPJKT)) // the code is bound to dpop_jkt (dpop.go)
 	// fosite's OpenID Connect prompt checks compare auth_time with real
 	// time, so it sees real time during NewAuthorizeResponse; the stored
 	// session gets the tenant's time right after.
@@ -593,7 +597,7 @@ func (t *tenant) userinfo(w http.ResponseWriter, r *http.Request) {
 		t.userinfoError(w, r, &ev, isDPoP, &bearerErr{http.StatusUnauthorized, "invalid_token", "The access token is not valid: " + err.Error() + "."})
 		return
 	}
-	if err := t.userinfoDPoP(r, c, tok, isDPoP); err != nil { // RFC 9449 section 7
+	if err := t.userinfoDPoP(w, r, c, tok, isDPoP); err != nil { // RFC 9449 section 7
 		t.userinfoError(w, r, &ev, isDPoP, err)
 		return
 	}

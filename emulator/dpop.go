@@ -19,7 +19,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"math/big"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -145,62 +144,38 @@ func VerifyDPoPProof(raw string, chk DPoPCheck) (*DPoPProof, error) {
 	if len(raw) > dpopMaxProofSize {
 		return nil, fmt.Errorf("%w: %d bytes, more than %d", ErrDPoPMalformed, len(raw), dpopMaxProofSize)
 	}
-	parts := strings.Split(raw, ".")
-	if len(parts) != 3 {
+	if strings.Count(raw, ".") != 2 {
 		return nil, fmt.Errorf("%w: want three base64url parts separated by '.'", ErrDPoPMalformed)
 	}
-	hb, err := base64.RawURLEncoding.DecodeString(parts[0])
-	if err != nil {
-		return nil, fmt.Errorf("%w: header is not base64url: %v", ErrDPoPMalformed, err)
-	}
-	var h map[string]json.RawMessage
-	if err := json.Unmarshal(hb, &h); err != nil || h == nil {
-		return nil, fmt.Errorf("%w: header is not a JSON object", ErrDPoPMalformed)
-	}
-	p := &DPoPProof{}
-	// typ (check 4)
-	typ, ok := jsonString(h["typ"])
-	if !ok || (!strings.EqualFold(typ, "dpop+jwt") && !strings.EqualFold(typ, "application/dpop+jwt")) {
-		if _, present := h["typ"]; !present {
-			return nil, fmt.Errorf("%w: the header has no typ", ErrDPoPTyp)
+	i := strings.IndexByte(raw, '.')
+	j := strings.LastIndexByte(raw, '.')
+	hdr, body, sigPart := raw[:i], raw[i+1:j], raw[j+1:]
+	// The header (typ, alg, jwk: checks 4 to 7) is the same in every
+	// proof of a client's key; one that came with a valid signature
+	// before is not read again.
+	h, seen := dpopHeaders.get(hdr)
+	if !seen {
+		var err error
+		if h, err = parseDPoPHeader(hdr); err != nil {
+			return nil, err
 		}
-		return nil, fmt.Errorf("%w: typ %s", ErrDPoPTyp, h["typ"])
 	}
-	// alg (check 5): asymmetric and supported; none and HS* never.
-	alg, ok := jsonString(h["alg"])
-	if !ok || !isDPoPAlg(alg) {
-		return nil, fmt.Errorf("%w: %s (want one of %s)", ErrDPoPAlg, orMissing(h["alg"]), strings.Join(dpopAlgNames, ", "))
-	}
-	p.Alg = alg
-	if _, ok := h["crit"]; ok {
-		return nil, fmt.Errorf("%w: the crit header is not supported", ErrDPoPMalformed)
-	}
-	// jwk (checks 6 and 7): present, public, fit for alg.
-	jwkRaw, ok := h["jwk"]
-	if !ok {
-		return nil, fmt.Errorf("%w: the header has no jwk", ErrDPoPKey)
-	}
-	key, err := dpopKeys.parse(jwkRaw)
-	if err != nil {
-		return nil, err
-	}
-	if err := dpopKeyFits(key.jwk.Key, alg); err != nil {
-		return nil, err
-	}
-	p.JWK, p.JKT = key.jwk, key.jkt
+	p := &DPoPProof{Alg: h.alg, JWK: h.key.jwk, JKT: h.key.jkt}
 
-	// Signature (check 6), verified with the standard library: the header
-	// is parsed once, and a key seen before is not parsed again.
-	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
+	// Signature (check 6), verified with the standard library.
+	sig, err := base64.RawURLEncoding.DecodeString(sigPart)
 	if err != nil {
 		return p, fmt.Errorf("%w: signature is not base64url: %v", ErrDPoPMalformed, err)
 	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	payload, err := base64.RawURLEncoding.DecodeString(body)
 	if err != nil {
 		return p, fmt.Errorf("%w: payload is not base64url: %v", ErrDPoPMalformed, err)
 	}
-	if !dpopVerify(alg, key.jwk.Key, []byte(raw[:len(parts[0])+1+len(parts[1])]), sig) {
+	if !dpopVerify(h.alg, h.key, []byte(raw[:j]), sig) {
 		return p, ErrDPoPSignature
+	}
+	if !seen {
+		dpopHeaders.put(hdr, h)
 	}
 
 	// Claims (check 3).
@@ -239,12 +214,16 @@ func VerifyDPoPProof(raw string, chk DPoPCheck) (*DPoPProof, error) {
 	if p.HTM != chk.Method {
 		return p, fmt.Errorf("%w: htm %q, the request is %s", ErrDPoPMethod, p.HTM, chk.Method)
 	}
-	want, err := normalizeHTU(chk.URL)
+	want, err := dpopEndpoints.normalize(chk.URL)
 	if err != nil {
 		return p, fmt.Errorf("%w: endpoint URL %q: %v", ErrDPoPURL, chk.URL, err)
 	}
-	if got, err := normalizeHTU(p.HTU); err != nil || got != want {
-		return p, fmt.Errorf("%w: htu %q, want %s", ErrDPoPURL, p.HTU, want)
+	// A proof whose htu is the endpoint's URL as written is the common
+	// case: it is not parsed.
+	if p.HTU != chk.URL {
+		if got, err := normalizeHTU(p.HTU); err != nil || got != want {
+			return p, fmt.Errorf("%w: htu %q, want %s", ErrDPoPURL, p.HTU, want)
+		}
 	}
 	win := chk.Window
 	if win <= 0 {
@@ -266,6 +245,121 @@ func VerifyDPoPProof(raw string, chk DPoPCheck) (*DPoPProof, error) {
 		}
 	}
 	return p, nil
+}
+
+// dpopHeader is what a proof's JOSE header says: its alg and its key,
+// checked (RFC 9449 section 4.3 checks 4 to 7).
+type dpopHeader struct {
+	alg string
+	key *dpopKey
+}
+
+// parseDPoPHeader reads and checks a proof's base64url JOSE header: typ
+// dpop+jwt, an allowed asymmetric alg, no crit, and a public jwk fit for
+// alg.
+func parseDPoPHeader(b64 string) (*dpopHeader, error) {
+	hb, err := base64.RawURLEncoding.DecodeString(b64)
+	if err != nil {
+		return nil, fmt.Errorf("%w: header is not base64url: %v", ErrDPoPMalformed, err)
+	}
+	var h map[string]json.RawMessage
+	if err := json.Unmarshal(hb, &h); err != nil || h == nil {
+		return nil, fmt.Errorf("%w: header is not a JSON object", ErrDPoPMalformed)
+	}
+	// typ (check 4)
+	typ, ok := jsonString(h["typ"])
+	if !ok || (!strings.EqualFold(typ, "dpop+jwt") && !strings.EqualFold(typ, "application/dpop+jwt")) {
+		if _, present := h["typ"]; !present {
+			return nil, fmt.Errorf("%w: the header has no typ", ErrDPoPTyp)
+		}
+		return nil, fmt.Errorf("%w: typ %s", ErrDPoPTyp, h["typ"])
+	}
+	// alg (check 5): asymmetric and supported; none and HS* never.
+	alg, ok := jsonString(h["alg"])
+	if !ok || !isDPoPAlg(alg) {
+		return nil, fmt.Errorf("%w: %s (want one of %s)", ErrDPoPAlg, orMissing(h["alg"]), strings.Join(dpopAlgNames, ", "))
+	}
+	if _, ok := h["crit"]; ok {
+		return nil, fmt.Errorf("%w: the crit header is not supported", ErrDPoPMalformed)
+	}
+	// jwk (checks 6 and 7): present, public, fit for alg.
+	jwkRaw, ok := h["jwk"]
+	if !ok {
+		return nil, fmt.Errorf("%w: the header has no jwk", ErrDPoPKey)
+	}
+	key, err := dpopKeys.parse(jwkRaw)
+	if err != nil {
+		return nil, err
+	}
+	if err := dpopKeyFits(key.jwk.Key, alg); err != nil {
+		return nil, err
+	}
+	return &dpopHeader{alg: alg, key: key}, nil
+}
+
+// dpopHeaderCache remembers the checked headers of proofs whose signature
+// verified, by their base64url text: a client's proofs share one header,
+// so its proofs after the first cost no header decoding, JSON or key
+// parsing. Only small headers are kept (any key DPoP allows fits), and
+// the cache starts over when full.
+type dpopHeaderCache struct {
+	mu sync.RWMutex
+	m  map[string]*dpopHeader
+}
+
+const (
+	dpopHeaderCacheSize = 4096
+	dpopHeaderCacheMax  = 2 << 10 // bytes of base64url header
+)
+
+var dpopHeaders dpopHeaderCache
+
+func (c *dpopHeaderCache) get(b64 string) (*dpopHeader, bool) {
+	c.mu.RLock()
+	h, ok := c.m[b64]
+	c.mu.RUnlock()
+	return h, ok
+}
+
+func (c *dpopHeaderCache) put(b64 string, h *dpopHeader) {
+	if len(b64) > dpopHeaderCacheMax {
+		return
+	}
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= dpopHeaderCacheSize {
+		c.m = make(map[string]*dpopHeader)
+	}
+	c.m[strings.Clone(b64)] = h
+	c.mu.Unlock()
+}
+
+// dpopEndpointCache remembers the normalized form of the endpoint URLs
+// proofs are checked against (a handful per tenant).
+type dpopEndpointCache struct {
+	mu sync.RWMutex
+	m  map[string]string
+}
+
+var dpopEndpoints dpopEndpointCache
+
+func (c *dpopEndpointCache) normalize(u string) (string, error) {
+	c.mu.RLock()
+	n, ok := c.m[u]
+	c.mu.RUnlock()
+	if ok {
+		return n, nil
+	}
+	n, err := normalizeHTU(u)
+	if err != nil {
+		return "", err
+	}
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= dpopHeaderCacheSize {
+		c.m = make(map[string]string)
+	}
+	c.m[u] = n
+	c.mu.Unlock()
+	return n, nil
 }
 
 func isDPoPAlg(alg string) bool {
@@ -303,9 +397,10 @@ func dpopKeyFits(k any, alg string) error {
 	return fmt.Errorf("%w: unsupported key type %T", ErrDPoPKey, k)
 }
 
-// dpopVerify checks a JWS signature over input (RFC 7518 section 3).
-func dpopVerify(alg string, k any, input, sig []byte) bool {
-	switch alg {
+// dpopVerify checks a JWS signature over input (RFC 7518 section 3) by
+// a proof key.
+func dpopVerify(alg string, key *dpopKey, input, sig []byte) bool {
+	switch k := key.jwk.Key; alg {
 	case "ES256", "ES384":
 		pub, ok := k.(*ecdsa.PublicKey)
 		if !ok {
@@ -315,16 +410,12 @@ func dpopVerify(alg string, k any, input, sig []byte) bool {
 		if len(sig) != 2*size {
 			return false
 		}
-		var digest []byte
 		if alg == "ES256" {
 			d := sha256.Sum256(input)
-			digest = d[:]
-		} else {
-			d := sha512.Sum384(input)
-			digest = d[:]
+			return ecdsa.VerifyASN1(pub, d[:], ecdsaDER(sig[:size], sig[size:]))
 		}
-		r, s := new(big.Int).SetBytes(sig[:size]), new(big.Int).SetBytes(sig[size:])
-		return ecdsa.Verify(pub, digest, r, s)
+		d := sha512.Sum384(input)
+		return ecdsa.VerifyASN1(pub, d[:], ecdsaDER(sig[:size], sig[size:]))
 	case "RS256", "PS256":
 		pub, ok := k.(*rsa.PublicKey)
 		if !ok {
@@ -340,6 +431,31 @@ func dpopVerify(alg string, k any, input, sig []byte) bool {
 		return ok && len(pub) == ed25519.PublicKeySize && ed25519.Verify(pub, input, sig)
 	}
 	return false
+}
+
+// ecdsaDER encodes a JWS ECDSA signature's R and S (RFC 7518 section
+// 3.4: big-endian, fixed size) as the ASN.1 SEQUENCE of two INTEGERs that
+// ecdsa.VerifyASN1 takes, each minimal and positive (a zero stays a zero,
+// which the verifier refuses as ecdsa.Verify would).
+func ecdsaDER(r, s []byte) []byte {
+	integer := func(out, v []byte) []byte {
+		for len(v) > 1 && v[0] == 0 {
+			v = v[1:]
+		}
+		n := len(v)
+		pad := v[0]&0x80 != 0
+		if pad {
+			n++
+		}
+		out = append(out, 0x02, byte(n))
+		if pad {
+			out = append(out, 0)
+		}
+		return append(out, v...)
+	}
+	body := integer(integer(make([]byte, 0, 2*(len(r)+3)+2)[:2], r), s)
+	body[0], body[1] = 0x30, byte(len(body)-2)
+	return body
 }
 
 // dpopKey is a proof key, parsed and thumbprinted.
@@ -663,10 +779,20 @@ func (t *tenant) recordProof(endpoint, clientID string, p *DPoPProof, result str
 // --- token endpoint ---
 
 // tokenDPoP verifies the DPoP proof of a token request, if there is one,
-// before fosite sees the request: RFC 9449 section 4.3's checks but for
-// the nonce and replay, which bindDPoP makes once the client is known.
-func (t *tenant) tokenDPoP(r *http.Request) (*DPoPProof, error) {
-	return dpopProof(r, DPoPCheck{Method: r.Method, URL: t.issuer() + "/token", Now: t.clock.Now()})
+// before fosite sees the request: RFC 9449 section 4.3's checks and, when
+// the tenant or the client the request names (clientID, not yet
+// authenticated) requires one, the nonce. The nonce is checked this early
+// because fosite spends a code's PKCE data as it reads the request: a
+// use_dpop_nonce answered after that would cost the client its code, and
+// the retry RFC 9449 section 8 asks for would fail. Replay and the key
+// binding wait for bindDPoP, once the client is authenticated.
+func (t *tenant) tokenDPoP(r *http.Request, clientID string) (*DPoPProof, error) {
+	now := t.clock.Now()
+	p, err := dpopProof(r, DPoPCheck{Method: r.Method, URL: t.issuer() + "/token", Now: now})
+	if err == nil && p != nil && t.dpopRequireNonce(t.client(clientID)) {
+		err = t.dpop.checkNonce(p.Nonce, now)
+	}
+	return p, err
 }
 
 // dpopRequireNonce says whether proofs of this client must carry a nonce.
@@ -677,28 +803,61 @@ func (t *tenant) dpopRequireNonce(c *client) bool {
 	return on || (c != nil && c.cfg.DPoP.RequireNonce)
 }
 
+// paramDPoPJKT is the authorization request parameter that binds the
+// authorization code to a DPoP key (RFC 9449 section 10).
+const paramDPoPJKT = "dpop_jkt"
+
+// checkDPoPJKT checks an authorization request's dpop_jkt, if any: sent
+// at most once, and the base64url RFC 7638 SHA-256 thumbprint of a key
+// (43 characters). The code issued is bound to it (issueCode puts it on
+// the code's session as cnf.jkt) and bindDPoP checks the proof of the
+// token request that redeems the code against it.
+func checkDPoPJKT(form url.Values) error {
+	vs, ok := form[paramDPoPJKT]
+	if !ok {
+		return nil
+	}
+	if len(vs) != 1 {
+		return fosite.ErrInvalidRequest.WithHintf("%s is sent %d times: send it once (RFC 9449 section 10).", paramDPoPJKT, len(vs))
+	}
+	if b, err := base64.RawURLEncoding.Strict().DecodeString(vs[0]); err != nil || len(b) != sha256.Size {
+		return fosite.ErrInvalidRequest.WithHintf("%s %q is not a JWK SHA-256 thumbprint: want the 43 base64url characters (no padding) of RFC 7638's SHA-256 thumbprint of the DPoP key (RFC 9449 section 10).", paramDPoPJKT, vs[0])
+	}
+	return nil
+}
+
 // bindDPoP applies DPoP to an access request fosite has accepted and
 // before the response is made (no code or refresh token is consumed
 // yet): the client's dpop_bound_access_tokens, the nonce, the replay
-// cache, the key a public client's refresh token is bound to (RFC 9449
-// section 5), and cnf.jkt on the session the access token and a new
-// refresh token are made from. For the code and refresh grants fosite
-// has put the grant's stored session on the request; it is copied before
-// it is changed.
+// cache, the key an authorization code is bound to by dpop_jkt (RFC 9449
+// section 10) or a public client's refresh token is bound to (section
+// 5), and cnf.jkt on the session the access token and a new refresh
+// token are made from. For the code and refresh grants fosite has put
+// the grant's stored session on the request; it is copied before it is
+// changed.
 func (t *tenant) bindDPoP(ar fosite.AccessRequester, proof *DPoPProof) error {
 	c, _ := ar.GetClient().(*client)
 	sess, ok := ar.GetSession().(*Session)
 	if !ok || sess == nil {
 		return fosite.ErrServerError.WithDebug("The session is not an agentsso session.")
 	}
+	// The key the grant is bound to, if it is: a code's by dpop_jkt (any
+	// client), a public client's refresh token's by its first proof.
 	bound, _ := sess.Cnf["jkt"].(string)
-	refreshBound := bound != "" && c != nil && c.IsPublic() && ar.GetGrantTypes().ExactOne(GrantRefreshToken)
+	var what string
+	switch gt := ar.GetGrantTypes(); {
+	case bound == "":
+	case gt.ExactOne(GrantAuthorizationCode):
+		what = "the authorization code is bound to a DPoP key by dpop_jkt"
+	case gt.ExactOne(GrantRefreshToken) && c != nil && c.IsPublic():
+		what = "the refresh token is bound to a DPoP key"
+	}
 	if proof == nil {
 		switch {
 		case c != nil && c.cfg.DPoPBoundAccessTokens:
 			return fmt.Errorf("%w: client %s is registered with dpop_bound_access_tokens: send a DPoP header", ErrDPoPMissing, c.cfg.ID)
-		case refreshBound:
-			return fmt.Errorf("%w: the refresh token is bound to a DPoP key (cnf.jkt %s): send a proof made with it", ErrDPoPMissing, bound)
+		case what != "":
+			return fmt.Errorf("%w: %s (%s): send a proof made with it", ErrDPoPMissing, what, bound)
 		}
 		sess.Cnf = cnfWith(sess.Cnf, "")
 		return nil
@@ -712,8 +871,8 @@ func (t *tenant) bindDPoP(ar fosite.AccessRequester, proof *DPoPProof) error {
 	if err := t.dpop.useJTI(proof.JTI, proof.IAT, now); err != nil {
 		return err
 	}
-	if refreshBound && subtle.ConstantTimeCompare([]byte(bound), []byte(proof.JKT)) != 1 {
-		return fmt.Errorf("%w: the refresh token is bound to cnf.jkt %s, the proof's key is %s", ErrDPoPBinding, bound, proof.JKT)
+	if what != "" && subtle.ConstantTimeCompare([]byte(bound), []byte(proof.JKT)) != 1 {
+		return fmt.Errorf("%w: %s (%s), the proof's key is %s", ErrDPoPBinding, what, bound, proof.JKT)
 	}
 	sess.Cnf = cnfWith(sess.Cnf, proof.JKT)
 	return nil
@@ -744,7 +903,8 @@ func cnfWith(cnf map[string]any, jkt string) map[string]any {
 
 // dpopTokenError records a refused proof and answers with RFC 9449's
 // error: use_dpop_nonce with a fresh DPoP-Nonce, invalid_grant for a
-// refresh token bound to another key, invalid_dpop_proof otherwise.
+// code or refresh token bound to another key, invalid_dpop_proof
+// otherwise.
 func (t *tenant) dpopTokenError(w http.ResponseWriter, r *http.Request, ev *audit.Event, proof *DPoPProof, err error) {
 	oe := dpopOAuthError(err)
 	t.recordProof("token", ev.ClientID, proof, fosite.ErrorToRFC6749Error(oe).ErrorField, err)
@@ -813,8 +973,12 @@ func userinfoToken(r *http.Request) (tok string, dpop bool, err error) {
 // userinfoDPoP checks the binding of a valid access token at userinfo: a
 // token bound by cnf.jkt must come with the DPoP scheme and a proof by
 // that key over this request with its ath; a DPoP-bound token presented
-// as Bearer, or an unbound one presented as DPoP, is refused.
-func (t *tenant) userinfoDPoP(r *http.Request, c *AccessClaims, tok string, dpop bool) error {
+// as Bearer, or an unbound one presented as DPoP, is refused. When the
+// tenant or the token's client requires nonces, the proof must carry a
+// current one (RFC 9449 section 9): without, the answer is 401
+// use_dpop_nonce, and every answer to a DPoP-bound token carries the
+// nonce to use in a DPoP-Nonce header.
+func (t *tenant) userinfoDPoP(w http.ResponseWriter, r *http.Request, c *AccessClaims, tok string, dpop bool) error {
 	jkt, _ := c.Cnf["jkt"].(string)
 	if !dpop {
 		if jkt != "" {
@@ -826,9 +990,16 @@ func (t *tenant) userinfoDPoP(r *http.Request, c *AccessClaims, tok string, dpop
 		return &dpopAuthErr{code: "invalid_token", description: "The access token is not DPoP-bound: present it with Authorization: Bearer."}
 	}
 	now := t.clock.Now()
+	nonce := t.dpopRequireNonce(t.client(c.ClientID))
+	if nonce {
+		w.Header().Set("DPoP-Nonce", t.dpop.nonce(now))
+	}
 	proof, err := dpopProof(r, DPoPCheck{Method: r.Method, URL: t.issuer() + "/userinfo", Now: now, AccessToken: tok})
 	if err == nil && proof == nil {
 		err = fmt.Errorf("%w: the DPoP scheme needs a DPoP header", ErrDPoPMissing)
+	}
+	if err == nil && nonce {
+		err = t.dpop.checkNonce(proof.Nonce, now)
 	}
 	if err == nil && subtle.ConstantTimeCompare([]byte(proof.JKT), []byte(jkt)) != 1 {
 		err = fmt.Errorf("%w: the token's cnf.jkt is %s, the proof's key is %s", ErrDPoPBinding, jkt, proof.JKT)
@@ -837,8 +1008,12 @@ func (t *tenant) userinfoDPoP(r *http.Request, c *AccessClaims, tok string, dpop
 		err = t.dpop.useJTI(proof.JTI, proof.IAT, now)
 	}
 	if err != nil {
-		t.recordProof("userinfo", c.ClientID, proof, "invalid_dpop_proof", err)
-		return &dpopAuthErr{code: "invalid_dpop_proof", description: err.Error(), err: err}
+		code := "invalid_dpop_proof"
+		if errors.Is(err, ErrDPoPNonce) {
+			code = "use_dpop_nonce"
+		}
+		t.recordProof("userinfo", c.ClientID, proof, code, err)
+		return &dpopAuthErr{code: code, description: err.Error(), err: err}
 	}
 	t.recordProof("userinfo", c.ClientID, proof, "accepted", nil)
 	return nil

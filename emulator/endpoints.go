@@ -177,9 +177,10 @@ func (t *tenant) token(w http.ResponseWriter, r *http.Request) {
 		t.tokenError(w, r, &ev, fosite.ErrInvalidClient.WithHint("Token exchange requires client authentication: use client_secret_basic, client_secret_post or private_key_jwt."))
 		return
 	}
-	// RFC 9449: the DPoP proof is checked before fosite sees the request
-	// (dpop.go); nonce, replay and binding once the client is known.
-	proof, err := t.tokenDPoP(r)
+	// RFC 9449: the DPoP proof and its nonce are checked before fosite
+	// sees the request (dpop.go); replay and binding once the client is
+	// authenticated.
+	proof, err := t.tokenDPoP(r, ev.ClientID)
 	if err != nil {
 		t.dpopTokenError(w, r, &ev, proof, err)
 		return

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/sha256"
+	"crypto/subtle"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
@@ -66,7 +67,8 @@ import (
 // tls_client_certificate_bound_access_tokens. Such a client asking at the
 // plain token endpoint is refused (invalid_request). The userinfo endpoint
 // accepts a bound token only over the mTLS listener with the same
-// certificate.
+// certificate. A public client's refresh token is bound too (section 4):
+// refreshing it takes the same certificate, over the mTLS listener.
 
 // Client authentication methods of RFC 8705.
 const (
@@ -683,6 +685,9 @@ func parseCertificates(b []byte) ([]*x509.Certificate, error) {
 // when the client must get one (see the package comment above), and
 // otherwise drops a binding carried over from a stored session.
 func (t *tenant) bindCertificate(r *http.Request, ar fosite.AccessRequester, c *client, sess *Session) error {
+	if err := t.checkRefreshCertificate(r, ar, c, sess); err != nil {
+		return err
+	}
 	want := isMTLSMethod(c.cfg.AuthMethod) || c.cfg.TLSClientCertificateBoundAccessTokens
 	if !want {
 		if _, ok := sess.Cnf[cnfX5T]; ok {
@@ -706,6 +711,27 @@ func (t *tenant) bindCertificate(r *http.Request, ar fosite.AccessRequester, c *
 	sess.Cnf = cnf
 	if !isMTLSMethod(c.cfg.AuthMethod) {
 		t.recordCertificateResult(r, c.cfg.ID, p.leaf, "bound", "access token bound to the certificate")
+	}
+	return nil
+}
+
+// checkRefreshCertificate holds a public client's refresh token to the
+// certificate its grant's tokens were bound to (RFC 8705 section 4): a
+// public client has no other credential, so its refresh token works only
+// over the mTLS listener with that same certificate. Anything else is
+// invalid_grant, and consumes nothing.
+func (t *tenant) checkRefreshCertificate(r *http.Request, ar fosite.AccessRequester, c *client, sess *Session) error {
+	bound, _ := sess.Cnf[cnfX5T].(string)
+	if bound == "" || !c.IsPublic() || !ar.GetGrantTypes().ExactOne(GrantRefreshToken) {
+		return nil
+	}
+	p, over := peerFrom(r)
+	switch {
+	case !over || p.leaf == nil:
+		return fosite.ErrInvalidGrant.WithHintf("The refresh token of public client %q is bound to its client certificate (cnf.x5t#S256 %s, RFC 8705 section 4): refresh at the mTLS token endpoint (mtls_endpoint_aliases in discovery%s) with that certificate.", c.cfg.ID, bound, aliasNote(t.srv.MTLSBaseURL()))
+	case subtle.ConstantTimeCompare([]byte(p.thumb), []byte(bound)) != 1:
+		t.recordCertificateResult(r, c.cfg.ID, p.leaf, "deny", "refresh token bound to another certificate")
+		return fosite.ErrInvalidGrant.WithHintf("The refresh token of public client %q is bound to another client certificate (cnf.x5t#S256 %s, presented %s; RFC 8705 section 4).", c.cfg.ID, bound, p.thumb)
 	}
 	return nil
 }

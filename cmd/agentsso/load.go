@@ -26,6 +26,7 @@ import (
 type loadFlags struct {
 	url, grant, cpuServer, cpuLoad    string
 	keysBackend, stateDir             string
+	dpop                              string
 	concurrency, runs, tenants, procs int
 	duration                          time.Duration
 	maxRequests                       int64
@@ -46,7 +47,10 @@ load from CPU 1, then reports medians over --runs runs:
   peak RSS     the server's VmHWM after the load
 
 --grant client_credentials (support-bot) or token_exchange (mcp-gateway exchanging a
-support-bot token). --tenants N serves N generated tenants, to measure memory per tenant.
+support-bot token). --dpop ALG sends a DPoP proof (RFC 9449) with every request, made
+by the load generator with one key of ALG, so that the server issues DPoP-bound tokens
+(an RS256 proof costs the generator far more than the server: such a run measures the generator).
+--tenants N serves N generated tenants, to measure memory per tenant.
 --url targets an emulator that runs already (no start-up or RSS figures then).
 All traffic goes to 127.0.0.1; every run stops after --duration or --max-requests.`,
 		Args: cobra.NoArgs,
@@ -65,6 +69,7 @@ All traffic goes to 127.0.0.1; every run stops after --duration or --max-request
 	fl.StringVar(&f.cpuLoad, "load-cpu", "1", "CPU the load generator is pinned to (empty: no pinning)")
 	fl.BoolVar(&f.startupOnly, "startup-only", false, "measure only the cold start")
 	fl.BoolVar(&f.audit, "audit", true, "run the started server with its audit log on")
+	fl.StringVar(&f.dpop, "dpop", "", "send a DPoP proof by a key of this algorithm with every token request: ES256, EdDSA or RS256 (default: none, Bearer tokens)")
 	fl.StringVar(&f.keysBackend, "keys-backend", "memory", "key backend of the started server: memory, pkcs11 (SoftHSM2) or tpm (swtpm)")
 	fl.StringVar(&f.stateDir, "state-dir", "", "state directory of the started server, kept across runs (default: a new temporary one per run); with pkcs11 or tpm the first run creates the keys and later runs start with existing ones")
 	return cmd
@@ -87,6 +92,9 @@ func runLoad(ctx context.Context, out io.Writer, f loadFlags) error {
 	}
 	if f.grant != "client_credentials" && f.grant != "token_exchange" {
 		return fmt.Errorf("--grant: unknown %q (want client_credentials or token_exchange)", f.grant)
+	}
+	if f.dpop != "" && !slices.Contains(dpopLoadAlgs, f.dpop) {
+		return fmt.Errorf("--dpop: unknown algorithm %q (want one of %s)", f.dpop, strings.Join(dpopLoadAlgs, ", "))
 	}
 	if f.cpuLoad != "" {
 		if n, err := strconv.Atoi(f.cpuLoad); err == nil {
@@ -111,9 +119,13 @@ func runLoad(ctx context.Context, out io.Writer, f loadFlags) error {
 		slices.Sort(v)
 		return v[len(v)/2]
 	}
+	grant := f.grant
+	if f.dpop != "" {
+		grant += ", DPoP " + f.dpop
+	}
 	fmt.Fprintf(out, "median of %d: cold start %.1f ms, %.0f tokens/s (%s, %d clients), peak RSS %.1f MiB\n", len(results),
 		med(func(r loadResult) float64 { return float64(r.startup) / 1e6 }),
-		med(func(r loadResult) float64 { return r.rate }), f.grant, f.concurrency,
+		med(func(r loadResult) float64 { return r.rate }), grant, f.concurrency,
 		med(func(r loadResult) float64 { return float64(r.rssKiB) / 1024 }))
 	return nil
 }
@@ -226,7 +238,7 @@ func hammer(ctx context.Context, issuer string, f loadFlags, res *loadResult) er
 		user, pass = "agent", "agent-secret"
 	}
 	if f.grant == "token_exchange" {
-		code, body := postForm(hc, issuer+"/token", user, pass, form)
+		code, body := postForm(hc, issuer+"/token", user, pass, form, "")
 		var tok struct {
 			AccessToken string `json:"access_token"`
 		}
@@ -245,6 +257,34 @@ func hammer(ctx context.Context, issuer string, f loadFlags, res *loadResult) er
 		}
 	}
 	body := form.Encode()
+	// With --dpop every request carries a fresh proof for the token
+	// endpoint the tenant advertises (htu), and the first one must come
+	// back as a DPoP token.
+	var (
+		dpop *dpopSigner
+		htu  string
+	)
+	if f.dpop != "" {
+		var err error
+		if dpop, err = newDPoPSigner(f.dpop); err != nil {
+			return err
+		}
+		if htu, err = tokenEndpoint(hc, issuer); err != nil {
+			return err
+		}
+		p, err := dpop.proof(htu, time.Now())
+		if err != nil {
+			return err
+		}
+		code, b := postBody(hc, issuer+"/token", user, pass, body, p)
+		var tok struct {
+			TokenType string `json:"token_type"`
+		}
+		_ = json.Unmarshal(b, &tok)
+		if code != 200 || tok.TokenType != "DPoP" {
+			return fmt.Errorf("--dpop: the server did not issue a DPoP token: HTTP %d %s", code, b)
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, f.duration)
 	defer cancel()
 	var n, errs atomic.Int64
@@ -257,7 +297,15 @@ func hammer(ctx context.Context, issuer string, f loadFlags, res *loadResult) er
 			defer wg.Done()
 			for ctx.Err() == nil && n.Add(1) <= f.maxRequests {
 				t := time.Now()
-				code, _ := postBody(hc, issuer+"/token", user, pass, body)
+				var proof string
+				if dpop != nil {
+					var err error
+					if proof, err = dpop.proof(htu, t); err != nil {
+						errs.Add(1)
+						continue
+					}
+				}
+				code, _ := postBody(hc, issuer+"/token", user, pass, body, proof)
 				if code != 200 {
 					errs.Add(1)
 				}
@@ -283,14 +331,18 @@ func hammer(ctx context.Context, issuer string, f loadFlags, res *loadResult) er
 	return nil
 }
 
-func postForm(hc *http.Client, u, user, pass string, form url.Values) (int, []byte) {
-	return postBody(hc, u, user, pass, form.Encode())
+func postForm(hc *http.Client, u, user, pass string, form url.Values, dpop string) (int, []byte) {
+	return postBody(hc, u, user, pass, form.Encode(), dpop)
 }
 
-func postBody(hc *http.Client, u, user, pass, body string) (int, []byte) {
+// postBody posts a form, with a DPoP header when dpop is not empty.
+func postBody(hc *http.Client, u, user, pass, body, dpop string) (int, []byte) {
 	req, _ := http.NewRequest(http.MethodPost, u, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.SetBasicAuth(user, pass)
+	if dpop != "" {
+		req.Header.Set("DPoP", dpop)
+	}
 	resp, err := hc.Do(req)
 	if err != nil {
 		return 0, []byte(err.Error())
@@ -298,6 +350,22 @@ func postBody(hc *http.Client, u, user, pass, body string) (int, []byte) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, b
+}
+
+// tokenEndpoint reads the token endpoint a tenant advertises.
+func tokenEndpoint(hc *http.Client, issuer string) (string, error) {
+	resp, err := hc.Get(issuer + "/.well-known/openid-configuration")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var md struct {
+		TokenEndpoint string `json:"token_endpoint"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&md); err != nil || resp.StatusCode != 200 || md.TokenEndpoint == "" {
+		return "", fmt.Errorf("discovery at %s: HTTP %d, no token_endpoint (%v)", issuer, resp.StatusCode, err)
+	}
+	return md.TokenEndpoint, nil
 }
 
 // peakRSS reads VmHWM of a process, in KiB.
