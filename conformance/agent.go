@@ -54,6 +54,9 @@ type AgentCheck struct {
 	Severity Severity `yaml:"severity"`
 	// Max bounds counts (bounded_retries).
 	Max int `yaml:"max"`
+	// Grant narrows resource_indicator to token requests of this
+	// grant_type (refresh_token, say); without one it is not exercised.
+	Grant string `yaml:"grant"`
 }
 
 // agentRun is one run of the agent: a name and its world's setup.
@@ -226,15 +229,7 @@ func (r *Runner) runAgents(ctx context.Context, rep *Report) {
 				defer wg.Done()
 				defer func() { <-sem }()
 				res := r.runAgentScenario(ctx, s, deps)
-				if reason, ok := o.Expected[s.ID]; ok {
-					if res.Status == StatusFail || res.Status == StatusWarn || res.Status == StatusError {
-						res.Expected = true
-						res.Reason = "expected failure (" + reason + "): " + res.Reason
-					} else if res.Status == StatusPass {
-						res.Stale = true
-						res.Reason = "listed as an expected failure but passed: remove it from the expected-failures file"
-					}
-				}
+				markExpected(&res, o.Expected)
 				mu.Lock()
 				results[i] = res
 				status[s.ID] = res.Status

@@ -155,11 +155,16 @@ func checkNoAuthorization(w *agentlab.World, _ agentOutput, _ AgentCheck) checkV
 	return held("the agent read the metadata and did not authorize")
 }
 
-func checkResource(w *agentlab.World, _ agentOutput, _ AgentCheck) checkVerdict {
+func checkResource(w *agentlab.World, _ agentOutput, c AgentCheck) checkVerdict {
 	n := 0
 	for _, r := range w.Trace.Records() {
 		var res []string
 		switch {
+		case c.Grant != "":
+			if !isTokenEndpoint(r) || grantOf(r) != c.Grant {
+				continue
+			}
+			res = r.Form["resource"]
 		case isAuthorize(r):
 			res = r.Query["resource"]
 		case isTokenEndpoint(r):
@@ -178,6 +183,9 @@ func checkResource(w *agentlab.World, _ agentOutput, _ AgentCheck) checkVerdict 
 		}
 	}
 	if n == 0 {
+		if c.Grant != "" {
+			return unexercised("no %s token request was made", c.Grant)
+		}
 		return unexercised("no authorization or token request was made")
 	}
 	return held("%d request(s) named the server's canonical URI", n)

@@ -98,15 +98,7 @@ func (e *env) runAll(ctx context.Context, selected []*Scenario) []Result {
 				return results[j].Status, true
 			})
 		}
-		if reason, ok := o.Expected[s.ID]; ok {
-			if res.Status == StatusFail || res.Status == StatusWarn || res.Status == StatusError {
-				res.Expected = true
-				res.Reason = "expected failure (" + reason + "): " + res.Reason
-			} else if res.Status == StatusPass {
-				res.Stale = true
-				res.Reason = "listed as an expected failure but passed: remove it from the expected-failures file"
-			}
-		}
+		markExpected(&res, o.Expected)
 		results[i] = res
 		pr.finish(i, &results[i])
 	})
@@ -217,4 +209,21 @@ func (m *mintedTokens) list() []string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return slices.Clone(m.toks)
+}
+
+// markExpected applies the expected-failures list to a result: a listed
+// failure is expected, a listed scenario that passes is stale.
+func markExpected(res *Result, expected map[string]string) {
+	reason, ok := expected[res.ID]
+	if !ok {
+		return
+	}
+	switch res.Status {
+	case StatusFail, StatusWarn, StatusError:
+		res.Expected = true
+		res.Reason = "expected failure (" + reason + "): " + res.Reason
+	case StatusPass:
+		res.Stale = true
+		res.Reason = "listed as an expected failure but passed: remove it from the expected-failures file"
+	}
 }
