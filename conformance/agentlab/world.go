@@ -65,6 +65,7 @@ type World struct {
 	mu       sync.Mutex
 	revoked  []time.Time
 	servers  []*http.Server
+	pending  []pendingServer
 	tmpDir   string
 	closeErr error
 }
@@ -78,9 +79,13 @@ func New(ctx context.Context, scenario string, spec Spec, dir string) (_ *World,
 		return nil, err
 	}
 	w := &World{Scenario: scenario, Spec: spec, Trace: NewTrace(), Canaries: NewCanaries(), Servers: map[string]*MCPServer{}}
+	var opened []net.Listener
 	defer func() {
 		if err != nil {
 			w.Close()
+			for _, l := range opened {
+				l.Close() // those not yet handed to a server
+			}
 		}
 	}()
 	if dir == "" {
@@ -89,7 +94,13 @@ func New(ctx context.Context, scenario string, spec Spec, dir string) (_ *World,
 		}
 		w.tmpDir = dir
 	}
-	listen := func() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
+	listen := func() (net.Listener, error) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err == nil {
+			opened = append(opened, l)
+		}
+		return l, err
+	}
 	lIdP, err := listen()
 	if err != nil {
 		return nil, fmt.Errorf("agentlab: listening for the IdP: %w", err)
@@ -101,10 +112,6 @@ func New(ctx context.Context, scenario string, spec Spec, dir string) (_ *World,
 	for _, n := range []string{"rs1", "rs2", "decoy", "model", "browser"} {
 		l, err := listen()
 		if err != nil {
-			lIdP.Close()
-			for _, l := range ls {
-				l.Close()
-			}
 			return nil, fmt.Errorf("agentlab: listening for %s: %w", n, err)
 		}
 		ls[n] = l
@@ -172,15 +179,29 @@ func New(ctx context.Context, scenario string, spec Spec, dir string) (_ *World,
 	if w.ClientSecret != "" {
 		w.Canaries.Add(w.ClientSecret, "client_secret", "the agent's client secret", w.Issuer)
 	}
+	// Serve only now that the world is whole: a request reaches nothing
+	// half built.
+	w.mu.Lock()
+	for _, p := range w.pending {
+		go func() { _ = p.srv.Serve(p.l) }()
+	}
+	w.pending = nil
+	w.mu.Unlock()
 	return w, nil
 }
 
+// serve registers a server; New starts them all once the world is built.
 func (w *World) serve(l net.Listener, h http.Handler) {
 	s := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	w.mu.Lock()
 	w.servers = append(w.servers, s)
+	w.pending = append(w.pending, pendingServer{s, l})
 	w.mu.Unlock()
-	go func() { _ = s.Serve(l) }()
+}
+
+type pendingServer struct {
+	srv *http.Server
+	l   net.Listener
 }
 
 // config is the emulator configuration of the world.
@@ -391,6 +412,10 @@ func (w *World) Close() error {
 	w.mu.Lock()
 	servers := w.servers
 	w.servers = nil
+	for _, p := range w.pending {
+		p.l.Close() // never served: New failed half way
+	}
+	w.pending = nil
 	w.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
