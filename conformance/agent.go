@@ -466,6 +466,9 @@ func traceEntries(run string, w *agentlab.World) []TraceEntry {
 		if rec.Server == "idp" && rec.Query.Get("login_hint") != "" {
 			e.From = "browser"
 		}
+		if rec.Server == "user" { // the world's user approving a device request
+			e.From, e.To = "user", "idp"
+		}
 		e.What = describeRecord(rec)
 		if scheme, tok := rec.Token(); tok != "" && (strings.EqualFold(scheme, "Bearer") || strings.EqualFold(scheme, "DPoP")) {
 			e.Token = canaryRef(w, tok)
@@ -498,6 +501,10 @@ func describeRecord(rec agentlab.Record) string {
 		return "model"
 	case rec.Server == "browser":
 		return "open authorization URL"
+	case rec.Server == "user":
+		return "the user approves the device request"
+	case strings.HasSuffix(rec.Path, "/device_authorization"):
+		return "device authorization"
 	}
 	var m struct {
 		Method string `json:"method"`

@@ -40,7 +40,8 @@ func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	meta := strings.Contains(p, "/.well-known/")
 	token := strings.HasSuffix(p, "/token")
 	register := strings.HasSuffix(p, "/register")
-	if !meta && !token && !register {
+	device := strings.HasSuffix(p, "/device_authorization")
+	if !meta && !token && !register && !device {
 		f.em.ServeHTTP(w, r)
 		return
 	}
@@ -61,6 +62,15 @@ func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 					f.w.Canaries.Add(s, "client_secret", "client secret from registration at "+issuer, issuer)
 				}
 			}
+		case device:
+			var m struct {
+				DeviceCode string `json:"device_code"`
+				UserCode   string `json:"user_code"`
+			}
+			if json.Unmarshal(body, &m) == nil && m.UserCode != "" {
+				f.w.Canaries.Add(m.DeviceCode, "device_code", "device code at "+issuer, issuer)
+				f.w.approveDevice(f.tenantOf(p), m.UserCode)
+			}
 		}
 	}
 	for k, v := range rec.Header() {
@@ -69,6 +79,13 @@ func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Length", fmt.Sprint(len(body)))
 	w.WriteHeader(rec.Code)
 	_, _ = w.Write(body)
+}
+
+func (f *front) tenantOf(p string) string {
+	if strings.Contains(p, "/t/agents2/") {
+		return "agents2"
+	}
+	return "agents"
 }
 
 func (f *front) issuerOf(p string) string {

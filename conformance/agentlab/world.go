@@ -222,11 +222,11 @@ func (w *World) config(dir string, rsURL func(string) string) (emulator.Config, 
 	}
 	switch w.Spec.clientAuth() {
 	case "none":
-		agent.GrantTypes = []string{emulator.GrantAuthorizationCode, emulator.GrantRefreshToken}
+		agent.GrantTypes = []string{emulator.GrantAuthorizationCode, emulator.GrantRefreshToken, emulator.GrantDeviceCode}
 	case "client_secret_basic":
 		w.ClientSecret = "agentsso-canary-secret-" + randomString(18)
 		agent.Secret = w.ClientSecret
-		agent.GrantTypes = []string{emulator.GrantAuthorizationCode, emulator.GrantRefreshToken, emulator.GrantClientCredentials, emulator.GrantTokenExchange}
+		agent.GrantTypes = []string{emulator.GrantAuthorizationCode, emulator.GrantRefreshToken, emulator.GrantClientCredentials, emulator.GrantTokenExchange, emulator.GrantDeviceCode}
 	case "private_key_jwt":
 		agentKey := w.agentKey
 		if w.Spec.ClientKey == "pkcs11" {
@@ -464,4 +464,29 @@ func (w *World) agentKeyInHSM(dir string) (string, error) {
 	w.Canaries.Add(pin, "pin", "the PIN of the agent's SoftHSM2 token", "")
 	b, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{jwk}})
 	return string(b), err
+}
+
+// deviceApprovalDelay is how long the scripted user takes to approve a
+// device authorization request (RFC 8628): long enough for a first poll
+// to see authorization_pending, shorter than the 5 s interval.
+const deviceApprovalDelay = time.Second
+
+// approveDevice has the scenario's user (alice) approve a device
+// authorization request after deviceApprovalDelay, recorded in the trace
+// as the user's doing.
+func (w *World) approveDevice(tenant, userCode string) {
+	time.AfterFunc(deviceApprovalDelay, func() {
+		w.mu.Lock()
+		closed := w.servers == nil && w.pending == nil
+		w.mu.Unlock()
+		if closed {
+			return
+		}
+		status := http.StatusOK
+		if _, err := w.Em.ApproveDevice(tenant, userCode, "alice"); err != nil {
+			status = http.StatusConflict
+		}
+		w.Trace.add(Record{Seq: int(w.Trace.seq.Add(1)), Time: time.Now(), Server: "user", Method: "APPROVE",
+			Path: "/t/" + tenant + "/device", Source: "harness", Status: status})
+	})
 }

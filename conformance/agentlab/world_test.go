@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -127,5 +129,83 @@ func TestWorldServesAnAgent(t *testing.T) {
 	}
 	if found := w.Canaries.Find("x " + tok + " y"); len(found) != 1 {
 		t.Fatalf("Find: %v", found)
+	}
+}
+
+func postForm(t *testing.T, u string, form url.Values) (int, map[string]any) {
+	t.Helper()
+	resp, err := http.PostForm(u, form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&m)
+	return resp.StatusCode, m
+}
+
+// TestWorldDeviceFlow: the world's user approves a device authorization
+// request on her own (RFC 8628), after the agent's first poll saw
+// authorization_pending; the approval is in the trace.
+func TestWorldDeviceFlow(t *testing.T) {
+	t.Parallel()
+	w, err := New(t.Context(), "device", Spec{}, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	rs1 := w.Servers["rs1"].URL
+	code, m := postForm(t, w.Issuer+"/device_authorization", url.Values{"client_id": {AgentClientID}, "scope": {"notes:read"}, "resource": {rs1}})
+	dc, _ := m["device_code"].(string)
+	if code != 200 || dc == "" {
+		t.Fatalf("device_authorization: %d %v", code, m)
+	}
+	poll := url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:device_code"}, "device_code": {dc}, "client_id": {AgentClientID}}
+	if code, m := postForm(t, w.Issuer+"/token", poll); code != 400 || m["error"] != "authorization_pending" {
+		t.Fatalf("first poll: %d %v", code, m)
+	}
+	time.Sleep(5100 * time.Millisecond) // the interval RFC 8628 asks for
+	code, m = postForm(t, w.Issuer+"/token", poll)
+	at, _ := m["access_token"].(string)
+	if code != 200 || at == "" {
+		t.Fatalf("second poll: %d %v", code, m)
+	}
+	if c := w.Canaries.Lookup(at); c == nil || !strings.Contains(strings.Join(c.Audiences(), " "), rs1) || c.Claims["sub"] != "user-alice" {
+		t.Fatalf("the device-flow token: %+v", c)
+	}
+	if len(w.Trace.Filter("user", "/device")) != 1 {
+		t.Fatalf("the approval is not in the trace: %+v", w.Trace.Records())
+	}
+}
+
+// TestModelAnthropic: the Anthropic-shaped endpoint answers with tool_use
+// blocks in order, under the agent's own tool names, then end_turn.
+func TestModelAnthropic(t *testing.T) {
+	m := &Model{script: []ToolCall{{Tool: "notes_read", Args: map[string]any{"q": "x"}}, {Tool: "search"}}}
+	srv := httptest.NewServer(m)
+	defer srv.Close()
+	ask := func(body string) map[string]any {
+		resp, err := http.Post(srv.URL+"/v1/messages", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return out
+	}
+	tools := `"tools":[{"name":"rs1__notes_read"},{"name":"rs2__search"}]`
+	r := ask(`{"model":"claude","messages":[{"role":"user","content":"go"}],` + tools + `}`)
+	block := r["content"].([]any)[0].(map[string]any)
+	if r["stop_reason"] != "tool_use" || block["type"] != "tool_use" || block["name"] != "rs1__notes_read" {
+		t.Fatalf("first answer: %v", r)
+	}
+	r = ask(`{"messages":[{"role":"user","content":"go"},{"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_1","content":"ok"}]}],` + tools + `}`)
+	if block := r["content"].([]any)[0].(map[string]any); block["name"] != "rs2__search" {
+		t.Fatalf("second answer: %v", r)
+	}
+	r = ask(`{"messages":[{"role":"user","content":[{"type":"tool_result"},{"type":"tool_result"}]}]}`)
+	if r["stop_reason"] != "end_turn" || !m.final.Load() {
+		t.Fatalf("final answer: %v", r)
 	}
 }

@@ -411,9 +411,10 @@ func slug(s string) string {
 	return b.String()
 }
 
-// laneOrder places the parties of an agent's world: the actors, the
+// laneOrder places the parties of an agent's world: the actors (the
+// agent, the browser shim, the user approving a device request), the
 // authorization servers, the MCP servers, the decoy, the model.
-var laneOrder = map[string]int{"agent": 0, "browser": 1, "idp": 2, "rs1": 4, "rs2": 5, "decoy": 7, "model": 9}
+var laneOrder = map[string]int{"agent": 0, "browser": 1, "user": 1, "idp": 2, "rs1": 4, "rs2": 5, "decoy": 7, "model": 9}
 
 func laneRank(name string) int {
 	if r, ok := laneOrder[name]; ok {
