@@ -116,10 +116,15 @@ func New(ctx context.Context, scenario string, spec Spec, dir string) (_ *World,
 		}
 		ls[n] = l
 	}
-	// The redirect URI: a free loopback port the agent will listen on.
-	lr, err := listen()
+	// The redirect URI: a free port the agent will listen on, on an
+	// address of 127.0.0.0/8 of this world's own, so that the port,
+	// released here until the agent binds it, is not handed to any other
+	// listener meanwhile (the harness's all bind 127.0.0.1).
+	lr, err := net.Listen("tcp", redirectHost()+":0")
 	if err != nil {
-		return nil, err
+		if lr, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			return nil, fmt.Errorf("agentlab: a port for the redirect URI: %w", err)
+		}
 	}
 	w.RedirectURI = "http://" + lr.Addr().String() + "/callback"
 	lr.Close()
@@ -489,4 +494,11 @@ func (w *World) approveDevice(tenant, userCode string) {
 		w.Trace.add(Record{Seq: int(w.Trace.seq.Add(1)), Time: time.Now(), Server: "user", Method: "APPROVE",
 			Path: "/t/" + tenant + "/device", Source: "harness", Status: status})
 	})
+}
+
+// redirectHost is a random loopback address outside 127.0.0.0/24.
+func redirectHost() string {
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("127.%d.%d.%d", 1+int(b[0])%254, b[1], 1+int(b[2])%254)
 }
