@@ -399,6 +399,9 @@ func (r *Runner) runAgentOnce(ctx context.Context, s *Scenario, run agentRun) (*
 	}
 	out.duration = time.Since(t0)
 	out.timedOut = actx.Err() == context.DeadlineExceeded && ctx.Err() == nil
+	// Judge a finished trace: the last requests' handlers may still be
+	// recording when the agent has its answers and exits.
+	w.Stop()
 	out.stdout, out.stderr = stdout.String(), stderr.String()
 	return w, out, nil
 }
@@ -592,7 +595,7 @@ func (r *Runner) runAgentReport(ctx context.Context, started time.Time) *Report 
 }
 
 // agentFeatures are the features an agent target may declare.
-var agentFeatures = []string{"authorization-code", "client-credentials", "private-key-jwt", "pkcs11-key", "oidc", "dynamic-registration", "dpop", "token-exchange"}
+var agentFeatures = []string{"authorization-code", "client-credentials", "private-key-jwt", "pkcs11-key", "oidc", "dynamic-registration", "dpop", "token-exchange", "https"}
 
 // validateAgent checks an agent target: a command (or the in-process
 // reference agent) and known features.

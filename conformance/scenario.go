@@ -263,7 +263,7 @@ var knownKinds = []string{"gateway", "resource-server", "agent"}
 // KnownFeatures a target may declare.
 var KnownFeatures = []string{"rfc9068", "introspection", "dpop", "mtls", "context-binding", "token-exchange", "resource-metadata", "audit", "act-policy", "mcp",
 	// agents
-	"authorization-code", "client-credentials", "private-key-jwt", "pkcs11-key", "oidc", "dynamic-registration"}
+	"authorization-code", "client-credentials", "private-key-jwt", "pkcs11-key", "oidc", "dynamic-registration", "https"}
 
 // ParseScenario reads one scenario file strictly: unknown keys, unknown
 // mutations, outcomes and features are errors with file, line and field.

@@ -86,7 +86,7 @@ func runAgentTarget(ctx context.Context, out, progress io.Writer, f runFlags, ta
 	fmt.Fprintln(out, "and starts the agent with the variables of docs/AGENTS.md.")
 	if f.printConfig {
 		fmt.Fprintln(out, "\nvariables: AGENTSSO_SCENARIO AGENTSSO_TASK AGENTSSO_ISSUER AGENTSSO_GRANT AGENTSSO_CLIENT_ID AGENTSSO_CLIENT_AUTH")
-		fmt.Fprintln(out, "  AGENTSSO_CLIENT_SECRET | AGENTSSO_CLIENT_KEY_FILE | AGENTSSO_CLIENT_KEY_PKCS11_URI (+ _ID, _ALG)\n  AGENTSSO_REDIRECT_URI AGENTSSO_BROWSER_URL BROWSER")
+		fmt.Fprintln(out, "  AGENTSSO_CLIENT_SECRET | AGENTSSO_CLIENT_KEY_FILE | AGENTSSO_CLIENT_KEY_PKCS11_URI (+ _ID, _ALG)\n  AGENTSSO_REDIRECT_URI AGENTSSO_BROWSER_URL BROWSER AGENTSSO_CA_FILE (HTTPS worlds)")
 		fmt.Fprintln(out, "  AGENTSSO_MCP_SERVERS AGENTSSO_MCP_SERVER_URL AGENTSSO_USER_TOKEN AGENTSSO_MODEL_URL OPENAI_BASE_URL OPENAI_API_KEY")
 		fmt.Fprintln(out, "  ANTHROPIC_BASE_URL ANTHROPIC_API_KEY MCP_CONFORMANCE_SCENARIO MCP_CONFORMANCE_CONTEXT")
 		return nil
@@ -143,7 +143,7 @@ func agentOptions(o *conformance.AgentOptions, target *conformance.Target, a age
 }
 
 // referenceAgentFeatures is what the reference agent declares.
-var referenceAgentFeatures = []string{"authorization-code", "client-credentials", "private-key-jwt", "oidc", "dynamic-registration", "dpop", "token-exchange"}
+var referenceAgentFeatures = []string{"authorization-code", "client-credentials", "private-key-jwt", "oidc", "dynamic-registration", "dpop", "token-exchange", "https"}
 
 func describeAgent(t *conformance.Target, a agentFlags) string {
 	s := t.Name

@@ -44,6 +44,9 @@ type Spec struct {
 	RS map[string]RSSetup `yaml:"rs"`
 	// Timeout bounds the agent's run (default 60s plus the task's delays).
 	Timeout Duration `yaml:"timeout"`
+	// TLS serves the world over HTTPS from a CA of its own, handed to the
+	// agent as AGENTSSO_CA_FILE (and SSL_CERT_FILE, NODE_EXTRA_CA_CERTS).
+	TLS bool `yaml:"tls"`
 }
 
 // ToolCall is one scripted answer of the model.

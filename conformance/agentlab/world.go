@@ -5,12 +5,14 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"os"
@@ -22,6 +24,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/agentsso/agentsso/emulator"
+	"github.com/agentsso/agentsso/emulator/tlsca"
 	"github.com/agentsso/agentsso/softhsm"
 )
 
@@ -61,6 +64,12 @@ type World struct {
 	base    string
 	model   *Model
 	browser *browser
+
+	// CAFile is the PEM of the CA the world's HTTPS servers chain to
+	// (setup tls: true).
+	CAFile    string
+	tlsConfig *tls.Config
+	caPool    *x509.CertPool
 
 	mu       sync.Mutex
 	revoked  []time.Time
@@ -105,7 +114,14 @@ func New(ctx context.Context, scenario string, spec Spec, dir string) (_ *World,
 	if err != nil {
 		return nil, fmt.Errorf("agentlab: listening for the IdP: %w", err)
 	}
-	w.base = "http://" + lIdP.Addr().String()
+	scheme := "http"
+	if spec.TLS {
+		if err := w.setupTLS(dir); err != nil {
+			return nil, err
+		}
+		scheme = "https"
+	}
+	w.base = scheme + "://" + lIdP.Addr().String()
 	w.Issuer = w.base + "/t/" + tenantName
 	w.Issuer2 = w.base + "/t/" + tenant2Name
 	ls := map[string]net.Listener{}
@@ -129,7 +145,7 @@ func New(ctx context.Context, scenario string, spec Spec, dir string) (_ *World,
 	w.RedirectURI = "http://" + lr.Addr().String() + "/callback"
 	lr.Close()
 
-	rsURL := func(n string) string { return "http://" + ls[n].Addr().String() + "/mcp" }
+	rsURL := func(n string) string { return scheme + "://" + ls[n].Addr().String() + "/mcp" }
 	cfg, err := w.config(dir, rsURL)
 	if err != nil {
 		return nil, err
@@ -149,7 +165,7 @@ func New(ctx context.Context, scenario string, spec Spec, dir string) (_ *World,
 		if n == "rs2" && spec.SecondAS {
 			issuer, tenant, secret = w.Issuer2, tenant2Name, introSecret2
 		}
-		s := newMCPServer(n, "http://"+ls[n].Addr().String(), issuer, spec.RS[n], spec.DPoP, inProcessIntrospect(em, tenant, "rs-introspect", secret))
+		s := newMCPServer(n, scheme+"://"+ls[n].Addr().String(), issuer, spec.RS[n], spec.DPoP, inProcessIntrospect(em, tenant, "rs-introspect", secret))
 		s.otherResource = rsURL("rs2")
 		if n == "rs2" {
 			s.otherResource = rsURL("rs1")
@@ -159,13 +175,14 @@ func New(ctx context.Context, scenario string, spec Spec, dir string) (_ *World,
 		w.serve(ls[n], w.Trace.Wrap(n, s))
 	}
 	w.model = &Model{script: spec.Task}
-	w.ModelURL = "http://" + ls["model"].Addr().String()
+	w.ModelURL = scheme + "://" + ls["model"].Addr().String()
 	w.serve(ls["model"], w.Trace.Wrap("model", w.model))
 	w.browser = &browser{w: w, setup: spec.AS, client: &http.Client{
+		Transport:     w.clientTransport(),
 		Timeout:       10 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}}
-	w.BrowserURL = "http://" + ls["browser"].Addr().String() + "/open"
+	w.BrowserURL = scheme + "://" + ls["browser"].Addr().String() + "/open"
 	w.serve(ls["browser"], w.Trace.Wrap("browser", w.browser))
 
 	w.ModelKey = "sk-agentsso-model-" + randomString(18)
@@ -197,7 +214,12 @@ func New(ctx context.Context, scenario string, spec Spec, dir string) (_ *World,
 
 // serve registers a server; New starts them all once the world is built.
 func (w *World) serve(l net.Listener, h http.Handler) {
-	s := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	// Failed handshakes (an agent that does not trust the world's CA) are
+	// the agent's to report, not noise on the harness's output.
+	s := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: log.New(io.Discard, "", 0)}
+	if w.tlsConfig != nil {
+		l = tls.NewListener(l, w.tlsConfig)
+	}
 	w.mu.Lock()
 	w.servers = append(w.servers, s)
 	w.pending = append(w.pending, pendingServer{s, l})
@@ -273,9 +295,10 @@ func (w *World) config(dir string, rsURL func(string) string) (emulator.Config, 
 		t2.DPoP.RequireNonce = true
 	}
 	cfg := emulator.Config{
-		Addr:  strings.TrimPrefix(w.base, "http://"),
-		Keys:  emulator.KeysConfig{Backend: "memory", Alg: "ES256"},
-		Audit: emulator.AuditConfig{Disabled: true},
+		Addr:          strings.TrimPrefix(strings.TrimPrefix(w.base, "http://"), "https://"),
+		PublicBaseURL: w.base,
+		Keys:          emulator.KeysConfig{Backend: "memory", Alg: "ES256"},
+		Audit:         emulator.AuditConfig{Disabled: true},
 		Defaults: emulator.LifetimeConfig{
 			AccessToken: lt, RefreshToken: time.Hour, IDToken: 10 * time.Minute, Code: time.Minute,
 		},
@@ -394,6 +417,13 @@ func (w *World) Env() map[string]string {
 	if w.UserToken != "" {
 		env["AGENTSSO_USER_TOKEN"] = w.UserToken
 	}
+	if w.CAFile != "" {
+		// The world's CA, by our name and by the names Go, OpenSSL and
+		// Node.js read.
+		env["AGENTSSO_CA_FILE"] = w.CAFile
+		env["SSL_CERT_FILE"] = w.CAFile
+		env["NODE_EXTRA_CA_CERTS"] = w.CAFile
+	}
 	ctx, _ := json.Marshal(map[string]string{
 		"client_id": AgentClientID, "client_secret": w.ClientSecret, "issuer": w.Issuer, "server_url": first,
 	})
@@ -412,8 +442,10 @@ func (w *World) task() string {
 	return "Use the tools " + strings.Join(tools, ", ") + " and report what they say."
 }
 
-// Close stops every server of the world.
-func (w *World) Close() error {
+// Stop stops the world's servers, waiting (up to 2 s) for the requests
+// under way: once it returns, every request the agent made is in the
+// trace. The harness calls it when the agent is done, before judging.
+func (w *World) Stop() {
 	w.mu.Lock()
 	servers := w.servers
 	w.servers = nil
@@ -424,12 +456,17 @@ func (w *World) Close() error {
 	w.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	var errs []error
 	for _, s := range servers {
 		if err := s.Shutdown(ctx); err != nil {
 			_ = s.Close()
 		}
 	}
+}
+
+// Close stops every server of the world and removes what it made.
+func (w *World) Close() error {
+	w.Stop()
+	var errs []error
 	if w.Em != nil {
 		errs = append(errs, w.Em.Close())
 	}
@@ -501,4 +538,33 @@ func redirectHost() string {
 	var b [3]byte
 	_, _ = rand.Read(b[:])
 	return fmt.Sprintf("127.%d.%d.%d", 1+int(b[0])%254, b[1], 1+int(b[2])%254)
+}
+
+// setupTLS makes the world's CA under dir and the server configuration
+// every listener of the world uses: a certificate for 127.0.0.1, and a
+// client certificate asked for (not required) so that one presented is
+// recorded.
+func (w *World) setupTLS(dir string) error {
+	ca, err := tlsca.LoadOrCreate(filepath.Join(dir, "tls"))
+	if err != nil {
+		return fmt.Errorf("agentlab: the world's CA: %w", err)
+	}
+	cfg, err := ca.ServerTLSConfig([]string{"127.0.0.1", "localhost"})
+	if err != nil {
+		return fmt.Errorf("agentlab: the world's server certificate: %w", err)
+	}
+	cfg.ClientAuth = tls.RequestClientCert
+	w.tlsConfig, w.caPool, w.CAFile = cfg, ca.Pool(), ca.CertFile()
+	return nil
+}
+
+// clientTransport is how the harness itself calls the world's servers
+// (the browser shim): trusting the world's CA when it has one.
+func (w *World) clientTransport() http.RoundTripper {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = nil
+	if w.caPool != nil {
+		t.TLSClientConfig = &tls.Config{RootCAs: w.caPool, MinVersion: tls.VersionTLS12}
+	}
+	return t
 }

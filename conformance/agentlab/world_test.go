@@ -3,16 +3,21 @@ package agentlab
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/agentsso/agentsso/emulator/tlsca"
 )
 
 type headerRT struct{ auth string }
@@ -207,5 +212,53 @@ func TestModelAnthropic(t *testing.T) {
 	r = ask(`{"messages":[{"role":"user","content":[{"type":"tool_result"},{"type":"tool_result"}]}]}`)
 	if r["stop_reason"] != "end_turn" || !m.final.Load() {
 		t.Fatalf("final answer: %v", r)
+	}
+}
+
+// TestWorldHTTPS: with tls: true every server of the world speaks HTTPS
+// from the world's CA, which the environment hands over, and a client
+// certificate presented is recorded.
+func TestWorldHTTPS(t *testing.T) {
+	w, err := New(t.Context(), "https", Spec{TLS: true, Grant: "client_credentials"}, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	env := w.Env()
+	for _, k := range []string{"AGENTSSO_CA_FILE", "SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS"} {
+		if env[k] != w.CAFile || w.CAFile == "" {
+			t.Errorf("%s = %q, want the world's CA %q", k, env[k], w.CAFile)
+		}
+	}
+	for _, u := range []string{env["AGENTSSO_ISSUER"], env["AGENTSSO_MCP_SERVER_URL"], env["AGENTSSO_MODEL_URL"], env["AGENTSSO_BROWSER_URL"]} {
+		if !strings.HasPrefix(u, "https://127.0.0.1:") {
+			t.Errorf("%q is not an https URL of the world", u)
+		}
+	}
+	ca, err := tlsca.LoadOrCreate(filepath.Dir(w.CAFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := ca.ClientCert("agent", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{cert}}}}
+	resp, err := c.Get(env["AGENTSSO_ISSUER"] + "/.well-known/oauth-authorization-server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var meta map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&meta)
+	resp.Body.Close()
+	if meta["issuer"] != env["AGENTSSO_ISSUER"] || !strings.HasPrefix(fmt.Sprint(meta["token_endpoint"]), "https://") {
+		t.Fatalf("metadata over HTTPS: %v", meta)
+	}
+	if _, err := http.Get(env["AGENTSSO_ISSUER"] + "/jwks"); err == nil {
+		t.Error("a client without the world's CA trusted its certificate")
+	}
+	recs := w.Trace.Filter("idp", "/oauth-authorization-server")
+	if len(recs) != 1 || len(recs[0].ClientCert) != 64 {
+		t.Fatalf("the client certificate was not recorded: %+v", recs)
 	}
 }

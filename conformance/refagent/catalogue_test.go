@@ -15,7 +15,7 @@ import (
 )
 
 // agentFeatures are what the reference agent declares.
-var agentFeatures = []string{"authorization-code", "client-credentials", "private-key-jwt", "oidc", "dynamic-registration", "dpop", "token-exchange"}
+var agentFeatures = []string{"authorization-code", "client-credentials", "private-key-jwt", "oidc", "dynamic-registration", "dpop", "token-exchange", "https"}
 
 func runAgentCatalogue(t *testing.T, flaws string, only ...string) *conformance.Report {
 	t.Helper()

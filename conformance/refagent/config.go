@@ -1,10 +1,12 @@
 package refagent
 
 import (
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strings"
 )
 
@@ -48,6 +50,12 @@ type Config struct {
 	KeyID        string
 	KeyAlg       string
 	KeyPKCS11URI string
+
+	// CAFile (AGENTSSO_CA_FILE) is a PEM file of CA certificates the
+	// harness's HTTPS servers chain to, trusted besides the system roots;
+	// RootCAs is that pool, read by ConfigFromEnv.
+	CAFile  string
+	RootCAs *x509.CertPool
 
 	RedirectURI string
 	BrowserURL  string
@@ -94,6 +102,7 @@ func ConfigFromEnv(env map[string]string) (Config, error) {
 		KeyID:        get("AGENTSSO_CLIENT_KEY_ID"),
 		KeyAlg:       get("AGENTSSO_CLIENT_KEY_ALG"),
 		KeyPKCS11URI: get("AGENTSSO_CLIENT_KEY_PKCS11_URI"),
+		CAFile:       get("AGENTSSO_CA_FILE"),
 		RedirectURI:  get("AGENTSSO_REDIRECT_URI"),
 		BrowserURL:   get("AGENTSSO_BROWSER_URL"),
 		BrowserCmd:   get("BROWSER"),
@@ -101,6 +110,20 @@ func ConfigFromEnv(env map[string]string) (Config, error) {
 		ModelBaseURL: get("OPENAI_BASE_URL"),
 		ModelAPIKey:  get("OPENAI_API_KEY"),
 		Model:        get("OPENAI_MODEL"),
+	}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return c, fmt.Errorf("AGENTSSO_CA_FILE: %v", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return c, fmt.Errorf("AGENTSSO_CA_FILE %s: no PEM certificate in it", c.CAFile)
+		}
+		c.RootCAs = pool
 	}
 	if c.Scenario == "" {
 		c.Scenario = get("MCP_CONFORMANCE_SCENARIO")

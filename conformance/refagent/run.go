@@ -2,6 +2,7 @@ package refagent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -94,6 +95,9 @@ func newAgent(ctx context.Context, cfg Config, stderr io.Writer) *agent {
 		ResponseHeaderTimeout: httpTimeout,
 		MaxIdleConnsPerHost:   4,
 		IdleConnTimeout:       30 * time.Second,
+	}
+	if cfg.RootCAs != nil {
+		base.TLSClientConfig = &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12}
 	}
 	noRedirect := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return &agent{

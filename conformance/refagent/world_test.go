@@ -497,8 +497,8 @@ func (rs *testRS) challenge(rw http.ResponseWriter, status int, errCode, scope s
 func (rs *testRS) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		h := capture(rs.name, r)
-		sw := &statusWriter{ResponseWriter: rw, code: http.StatusOK}
-		defer func() { h.Status = sw.code; rs.w.rec.add(h) }()
+		sw := &statusWriter{ResponseWriter: rw, code: http.StatusOK, done: func(code int) { h.Status = code; rs.w.rec.add(h) }}
+		defer sw.fire() // an answer with no body
 		if rs.opts.public {
 			next.ServeHTTP(sw, r)
 			return
@@ -539,12 +539,32 @@ func (rs *testRS) guard(next http.Handler) http.Handler {
 	})
 }
 
+// statusWriter keeps the status and calls done once, before the first
+// byte of the answer leaves: a request is recorded before the agent can
+// see its answer, so a check made after the agent returns sees it.
 type statusWriter struct {
 	http.ResponseWriter
 	code int
+	done func(code int)
 }
 
-func (s *statusWriter) WriteHeader(c int) { s.code = c; s.ResponseWriter.WriteHeader(c) }
+func (s *statusWriter) WriteHeader(c int) {
+	s.code = c
+	s.fire()
+	s.ResponseWriter.WriteHeader(c)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	s.fire()
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusWriter) fire() {
+	if s.done != nil {
+		s.done(s.code)
+		s.done = nil
+	}
+}
 func (s *statusWriter) Flush() {
 	if f, ok := s.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
