@@ -3,7 +3,6 @@ package agentinterop
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/agentsso/agentsso/internal/chatapi"
 )
 
 // Bounds of a run.
@@ -149,43 +150,22 @@ func runTask(ctx context.Context, cfg *config, name string, transport transportF
 	return nil
 }
 
-// The OpenAI chat completions wire format, as much as the glue uses.
-type chatMessage struct {
-	Role       string     `json:"role"`
-	Content    *string    `json:"content"`
-	ToolCalls  []toolCall `json:"tool_calls,omitempty"`
-	ToolCallID string     `json:"tool_call_id,omitempty"`
-}
-
-type toolCall struct {
-	ID       string `json:"id"`
-	Type     string `json:"type"`
-	Function struct {
-		Name      string `json:"name"`
-		Arguments string `json:"arguments"`
-	} `json:"function"`
-}
-
-// chatLoop is a minimal OpenAI-compatible agent loop: ask, run the tool
-// calls, hand back their results, until the model answers with text.
+// chatLoop is a minimal OpenAI-compatible agent loop (the wire format of
+// internal/chatapi): ask, run the tool calls, hand back their results,
+// until the model answers with text.
 func chatLoop(ctx context.Context, cfg *config, tools []*mcp.Tool, call func(context.Context, string, map[string]any) (string, error)) (string, error) {
-	var defs []any
+	var defs []chatapi.ToolDef
 	for _, t := range tools {
-		params := t.InputSchema
-		if params == nil {
-			params = map[string]any{"type": "object"}
-		}
-		defs = append(defs, map[string]any{"type": "function", "function": map[string]any{
-			"name": t.Name, "description": t.Description, "parameters": params}})
+		defs = append(defs, chatapi.ToolDefOf(t))
 	}
 	task := cfg.task
-	msgs := []chatMessage{{Role: "user", Content: &task}}
+	msgs := []chatapi.Message{{Role: "user", Content: &task}}
 	for range maxRounds {
 		req := map[string]any{"model": "agentsso-fake", "messages": msgs}
 		if len(defs) > 0 {
 			req["tools"] = defs
 		}
-		msg, err := chat(ctx, cfg, req)
+		msg, err := chatapi.Complete(ctx, http.DefaultClient, cfg.modelURL, cfg.modelKey, req)
 		if err != nil {
 			return "", err
 		}
@@ -197,57 +177,18 @@ func chatLoop(ctx context.Context, cfg *config, tools []*mcp.Tool, call func(con
 		}
 		msgs = append(msgs, *msg)
 		for _, tc := range msg.ToolCalls {
-			args := map[string]any{}
-			if s := strings.TrimSpace(tc.Function.Arguments); s != "" {
-				if err := json.Unmarshal([]byte(s), &args); err != nil {
-					return "", fmt.Errorf("model: the arguments of %s are not a JSON object: %v", tc.Function.Name, err)
-				}
+			args, err := chatapi.ParseArguments(tc.Function.Arguments)
+			if err != nil {
+				return "", fmt.Errorf("model: %s: %v", tc.Function.Name, err)
 			}
 			out, err := call(ctx, tc.Function.Name, args)
 			if err != nil {
 				return "", err
 			}
-			msgs = append(msgs, chatMessage{Role: "tool", Content: &out, ToolCallID: tc.ID})
+			msgs = append(msgs, chatapi.Message{Role: "tool", Content: &out, ToolCallID: tc.ID})
 		}
 	}
 	return "", fmt.Errorf("model: no final answer after %d rounds", maxRounds)
-}
-
-func chat(ctx context.Context, cfg *config, body any) (*chatMessage, error) {
-	b, err := json.Marshal(body)
-	if err != nil {
-		return nil, err
-	}
-	u := strings.TrimRight(cfg.modelURL, "/") + "/chat/completions"
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(b))
-	if err != nil {
-		return nil, fmt.Errorf("model: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if cfg.modelKey != "" {
-		req.Header.Set("Authorization", "Bearer "+cfg.modelKey)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("model: %w", err)
-	}
-	defer resp.Body.Close()
-	rb, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
-	if err != nil {
-		return nil, fmt.Errorf("model: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("model: status %d: %.200s", resp.StatusCode, bytes.TrimSpace(rb))
-	}
-	var out struct {
-		Choices []struct {
-			Message chatMessage `json:"message"`
-		} `json:"choices"`
-	}
-	if err := json.Unmarshal(rb, &out); err != nil || len(out.Choices) == 0 {
-		return nil, fmt.Errorf("model: the answer is not a chat completion with a choice (%v)", err)
-	}
-	return &out.Choices[0].Message, nil
 }
 
 // redirectCatcher listens on the redirect URI and hands over the query of
