@@ -5,10 +5,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"reflect"
 	"runtime"
 	"slices"
 	"sort"
@@ -146,10 +148,7 @@ func mergeMaps(a, b map[string]any) map[string]any {
 
 // validate checks the section when the scenario is parsed.
 func (a *AgentSection) validate(bad func(string, string, ...any) error) []error {
-	var errs []error
-	if _, err := a.runs(); err != nil {
-		errs = append(errs, bad("agent."+strings.SplitN(err.Error(), ":", 2)[0], "%s", err))
-	}
+	errs := a.setupErrors(bad)
 	check := func(f string, cs []AgentCheck) {
 		for i, c := range cs {
 			if _, ok := agentChecks[c.Check]; !ok {
@@ -172,6 +171,91 @@ func (a *AgentSection) validate(bad func(string, string, ...any) error) []error 
 	}
 	if len(a.Variants) == 0 && len(a.Expect) == 0 {
 		errs = append(errs, bad("agent.expect", "missing: name the checks the trace is judged by"))
+	}
+	return errs
+}
+
+// setupErrors names what is wrong in the setups, each at its field and
+// line: unknown keys and values of the wrong type in the setup as
+// written, then bad values in the setup each run uses (a variant's merged
+// over the scenario's).
+func (a *AgentSection) setupErrors(bad func(string, string, ...any) error) []error {
+	var errs []error
+	nodes := []*yaml.Node{&a.Setup}
+	paths := []string{"agent.setup"}
+	for i := range a.Variants {
+		nodes = append(nodes, &a.Variants[i].Setup)
+		paths = append(paths, fmt.Sprintf("agent.variants[%d].setup", i))
+	}
+	for i, n := range nodes {
+		if n.Kind == 0 {
+			continue
+		}
+		errs = append(errs, unknownKeys(n, reflect.TypeFor[agentlab.Spec](), paths[i], bad)...)
+		var sp agentlab.Spec
+		if err := n.Decode(&sp); err != nil {
+			msg := strings.TrimPrefix(err.Error(), "yaml: unmarshal errors:\n")
+			errs = append(errs, bad(paths[i], "%s", strings.TrimSpace(msg)))
+		}
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	fieldErr := func(path string, err error) error {
+		var fe *agentlab.FieldError
+		if errors.As(err, &fe) {
+			return bad(path+"."+fe.Field, "%s", fe.Msg)
+		}
+		return bad(path, "%s", err)
+	}
+	if _, err := decodeSpec(&a.Setup, nil); err != nil {
+		return []error{fieldErr("agent.setup", err)}
+	}
+	for i := range a.Variants {
+		if _, err := decodeSpec(&a.Setup, &a.Variants[i].Setup); err != nil {
+			errs = append(errs, fieldErr(paths[i+1], err))
+		}
+	}
+	return errs
+}
+
+// unknownKeys names every mapping key under n that type t has no yaml
+// field for, with the fields it does have.
+func unknownKeys(n *yaml.Node, t reflect.Type, path string, bad func(string, string, ...any) error) []error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	var errs []error
+	switch {
+	case t.Kind() == reflect.Struct && n.Kind == yaml.MappingNode:
+		fields := map[string]reflect.Type{}
+		var names []string
+		for i := range t.NumField() {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			fields[name] = f.Type
+			names = append(names, name)
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key := n.Content[i].Value
+			ft, ok := fields[key]
+			if !ok {
+				errs = append(errs, bad(path+"."+key, "unknown field (known: %s)", strings.Join(names, ", ")))
+				continue
+			}
+			errs = append(errs, unknownKeys(n.Content[i+1], ft, path+"."+key, bad)...)
+		}
+	case t.Kind() == reflect.Map && n.Kind == yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			errs = append(errs, unknownKeys(n.Content[i+1], t.Elem(), path+"."+n.Content[i].Value, bad)...)
+		}
+	case t.Kind() == reflect.Slice && n.Kind == yaml.SequenceNode:
+		for i, c := range n.Content {
+			errs = append(errs, unknownKeys(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i), bad)...)
+		}
 	}
 	return errs
 }

@@ -125,59 +125,59 @@ func (s *Spec) Validate() error {
 	switch s.Grant {
 	case "", "authorization_code", "client_credentials":
 	default:
-		return fmt.Errorf("grant: %q: use authorization_code or client_credentials", s.Grant)
+		return fieldErr("grant", "%q: use authorization_code or client_credentials", s.Grant)
 	}
 	switch s.ClientAuth {
 	case "", "none", "client_secret_basic", "private_key_jwt":
 	default:
-		return fmt.Errorf("client_auth: %q: use none, client_secret_basic or private_key_jwt", s.ClientAuth)
+		return fieldErr("client_auth", "%q: use none, client_secret_basic or private_key_jwt", s.ClientAuth)
 	}
 	switch s.ClientKey {
 	case "", "file":
 	case "pkcs11":
 		if s.ClientAuth != "private_key_jwt" {
-			return fmt.Errorf("client_key: pkcs11 goes with client_auth: private_key_jwt")
+			return fieldErr("client_key", "pkcs11 goes with client_auth: private_key_jwt")
 		}
 	default:
-		return fmt.Errorf("client_key: %q: use file or pkcs11", s.ClientKey)
+		return fieldErr("client_key", "%q: use file or pkcs11", s.ClientKey)
 	}
 	if s.Grant == "client_credentials" && s.ClientAuth == "none" {
-		return fmt.Errorf("client_auth: none cannot use client_credentials")
+		return fieldErr("client_auth", "none cannot use client_credentials")
 	}
 	for i, n := range s.Servers {
 		if !knownServer(n) {
-			return fmt.Errorf("servers[%d]: %q: use rs1, rs2 or decoy", i, n)
+			return fieldErr(fmt.Sprintf("servers[%d]", i), "%q: use rs1, rs2 or decoy", n)
 		}
 	}
 	for n := range s.RS {
 		if !knownServer(n) {
-			return fmt.Errorf("rs.%s: no such server: use rs1, rs2 or decoy", n)
+			return fieldErr(fmt.Sprintf("rs.%s", n), "no such server: use rs1, rs2 or decoy")
 		}
 	}
 	for i, c := range s.Task {
 		if toolServer(c.Tool) == "" {
-			return fmt.Errorf("task[%d].tool: %q: no fake server publishes it (tools: %s)", i, c.Tool, toolNames())
+			return fieldErr(fmt.Sprintf("task[%d].tool", i), "%q: no fake server publishes it (tools: %s)", c.Tool, toolNames())
 		}
 	}
 	switch s.AS.Issuer {
 	case "", "mismatch":
 	default:
-		return fmt.Errorf("as.issuer: %q: use mismatch", s.AS.Issuer)
+		return fieldErr("as.issuer", "%q: use mismatch", s.AS.Issuer)
 	}
 	switch s.AS.RedirectIss {
 	case "", "wrong", "missing":
 	default:
-		return fmt.Errorf("as.redirect_iss: %q: use wrong or missing", s.AS.RedirectIss)
+		return fieldErr("as.redirect_iss", "%q: use wrong or missing", s.AS.RedirectIss)
 	}
 	switch s.AS.RedirectState {
 	case "", "wrong":
 	default:
-		return fmt.Errorf("as.redirect_state: %q: use wrong", s.AS.RedirectState)
+		return fieldErr("as.redirect_state", "%q: use wrong", s.AS.RedirectState)
 	}
 	switch s.AS.IDToken {
 	case "", "wrong-iss", "wrong-aud", "bad-signature", "wrong-nonce", "expired":
 	default:
-		return fmt.Errorf("as.id_token: %q: use wrong-iss, wrong-aud, bad-signature, wrong-nonce or expired", s.AS.IDToken)
+		return fieldErr("as.id_token", "%q: use wrong-iss, wrong-aud, bad-signature, wrong-nonce or expired", s.AS.IDToken)
 	}
 	return nil
 }
@@ -239,4 +239,16 @@ func toolScope(tool string) string {
 
 func toolNames() string {
 	return "notes_read, notes_write (rs1), search (rs2), lookup (decoy)"
+}
+
+// FieldError is a bad value of a Spec field: Field is its path in the
+// setup (as.id_token, servers[1]), Msg what is wrong and the fix.
+type FieldError struct {
+	Field, Msg string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
+func fieldErr(field, format string, a ...any) error {
+	return &FieldError{Field: field, Msg: fmt.Sprintf(format, a...)}
 }
