@@ -258,7 +258,7 @@ func (c *Config) validate() error {
 	}
 	var unknown []string
 	for name := range c.Flaws {
-		if _, ok := flawByName[name]; !ok {
+		if !FlawCatalog.Has(name) {
 			unknown = append(unknown, name)
 		}
 	}
