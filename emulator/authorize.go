@@ -431,25 +431,16 @@ func (t *tenant) checkPageToken(_ context.Context, r *http.Request, params url.V
 
 // renderPage writes the sign-in page and its audit event.
 func (t *tenant) renderPage(w http.ResponseWriter, r *http.Request, ev *audit.Event, status int, d *pageData, reason string) {
-	ev.Decision, ev.Status, ev.Reason = audit.DecisionAllow, status, reason
-	if status >= 400 || d.Error != "" {
-		ev.Decision = audit.DecisionDeny
-	}
-	t.event(r, *ev)
-	http.SetCookie(w, &http.Cookie{
-		Name:     csrfCookie,
-		Value:    d.cookie,
-		Path:     "/t/" + t.name + "/authorize",
-		MaxAge:   int(pageFormLifetime / time.Second),
-		HttpOnly: true,
-		Secure:   r.TLS != nil,
-		SameSite: http.SameSiteLaxMode,
-	})
-	// No form-action: some browsers apply it to the redirect that follows
-	// the form's submission, which goes to the client.
-	setPageHeaders(w.Header(), "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'")
-	w.WriteHeader(status)
-	_ = pageTemplate.Execute(w, d)
+	t.render(w, r, ev, signInPage, status, d.Error, d.cookie, reason, d)
+}
+
+// signInPage is the sign-in and consent page. Its cookie is Lax: the page
+// is reached by a redirect from the client. No form-action: some browsers
+// apply it to the redirect that follows the form's submission, which goes
+// to the client.
+var signInPage = htmlPage{
+	cookie: csrfCookie, path: "/authorize", sameSite: http.SameSiteLaxMode, tmpl: pageTemplate,
+	csp: "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
 }
 
 func cloneValues(v url.Values) url.Values {

@@ -772,23 +772,14 @@ func (t *tenant) checkDeviceToken(r *http.Request, tok string) bool {
 }
 
 func (t *tenant) renderDevicePage(w http.ResponseWriter, r *http.Request, ev *audit.Event, status int, d *devicePageData, reason string) {
-	ev.Decision, ev.Status, ev.Reason = audit.DecisionAllow, status, reason
-	if status >= 400 || d.Error != "" {
-		ev.Decision = audit.DecisionDeny
-	}
-	t.event(r, *ev)
-	http.SetCookie(w, &http.Cookie{
-		Name:     deviceCookie,
-		Value:    d.cookie,
-		Path:     "/t/" + t.name + "/device",
-		MaxAge:   int(pageFormLifetime / time.Second),
-		HttpOnly: true,
-		Secure:   r.TLS != nil,
-		SameSite: http.SameSiteStrictMode,
-	})
-	setPageHeaders(w.Header(), "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-	w.WriteHeader(status)
-	_ = devicePageTemplate.Execute(w, d)
+	t.render(w, r, ev, devicePage, status, d.Error, d.cookie, reason, d)
+}
+
+// devicePage is the device verification page, typed into by the user:
+// its cookie is Strict and its forms post to itself only.
+var devicePage = htmlPage{
+	cookie: deviceCookie, path: "/device", sameSite: http.SameSiteStrictMode, tmpl: devicePageTemplate,
+	csp: "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
 }
 
 // --- admin: list, approve, deny ---

@@ -6,9 +6,13 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"html/template"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/agentsso/agentsso/emulator/audit"
 )
 
 // setPageHeaders sets the headers every HTML page of the emulator sends
@@ -23,6 +27,38 @@ func setPageHeaders(h http.Header, csp string) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Content-Security-Policy", csp)
+}
+
+// htmlPage is one of the tenant's HTML pages: the binding cookie of its
+// form tokens, the path the cookie is scoped to, its SameSite mode, its
+// Content-Security-Policy and its template.
+type htmlPage struct {
+	cookie, path string
+	sameSite     http.SameSite
+	csp          string
+	tmpl         *template.Template
+}
+
+// render writes page p with data: the audit event (deny for a 4xx or an
+// error shown on the page), the binding cookie, the page headers.
+func (t *tenant) render(w http.ResponseWriter, r *http.Request, ev *audit.Event, p htmlPage, status int, shownError, cookie, reason string, data any) {
+	ev.Decision, ev.Status, ev.Reason = audit.DecisionAllow, status, reason
+	if status >= 400 || shownError != "" {
+		ev.Decision = audit.DecisionDeny
+	}
+	t.event(r, *ev)
+	http.SetCookie(w, &http.Cookie{
+		Name:     p.cookie,
+		Value:    cookie,
+		Path:     "/t/" + t.name + p.path,
+		MaxAge:   int(pageFormLifetime / time.Second),
+		HttpOnly: true,
+		Secure:   r.TLS != nil,
+		SameSite: p.sameSite,
+	})
+	setPageHeaders(w.Header(), p.csp)
+	w.WriteHeader(status)
+	_ = p.tmpl.Execute(w, data)
 }
 
 // Forms of the HTML pages carry a token "<exp>.<mac>": an HMAC, keyed by
