@@ -267,9 +267,12 @@ type AgentFunc func(ctx context.Context, env map[string]string, stdout, stderr i
 // agentOutput is what the agent left besides the trace.
 type agentOutput struct {
 	stdout, stderr string
-	exitErr        error
-	timedOut       bool
-	duration       time.Duration
+	// stderrSafe is stderr with every canary replaced by its label: the
+	// only form that may reach a report.
+	stderrSafe string
+	exitErr    error
+	timedOut   bool
+	duration   time.Duration
 }
 
 // runAgents runs the agent scenarios: a fresh world per run, the agent
@@ -376,10 +379,10 @@ func (r *Runner) runAgentScenario(ctx context.Context, s *Scenario, done map[str
 		res.Trace = append(res.Trace, traceEntries(run.name, w)...)
 		if out.timedOut {
 			res.Evidence = append(res.Evidence, Evidence{Step: prefix + "agent run", Verdict: "error",
-				Note: fmt.Sprintf("the agent did not exit within %s; stderr: %s", out.duration.Round(time.Millisecond), tail(out.stderr, 400))})
+				Note: fmt.Sprintf("the agent did not exit within %s; stderr: %s", out.duration.Round(time.Millisecond), tail(out.stderrSafe, 400))})
 		} else if out.exitErr != nil {
 			res.Evidence = append(res.Evidence, Evidence{Step: prefix + "agent run", Verdict: "ok",
-				Note: fmt.Sprintf("the agent exited with %v after %s; stderr: %s", out.exitErr, out.duration.Round(time.Millisecond), tail(out.stderr, 400))})
+				Note: fmt.Sprintf("the agent exited with %v after %s; stderr: %s", out.exitErr, out.duration.Round(time.Millisecond), tail(out.stderrSafe, 400))})
 		}
 		for _, c := range run.expect {
 			v := agentChecks[c.Check].fn(w, out, c)
@@ -487,6 +490,10 @@ func (r *Runner) runAgentOnce(ctx context.Context, s *Scenario, run agentRun) (*
 	// recording when the agent has its answers and exits.
 	w.Stop()
 	out.stdout, out.stderr = stdout.String(), stderr.String()
+	// What the agent printed goes into reports: every token or secret in
+	// it is replaced by its canary label first (the checks read the raw
+	// output, token_hygiene among them).
+	out.stderrSafe = w.Canaries.Redact(out.stderr)
 	return w, out, nil
 }
 

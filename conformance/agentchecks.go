@@ -88,7 +88,7 @@ func checkTaskCompleted(w *agentlab.World, out agentOutput, _ AgentCheck) checkV
 		return violated("the agent did not finish in time")
 	}
 	if !w.Done() {
-		return violated("the agent did not do its task: the model never got every scripted tool result (exit: %v; stderr: %s)", out.exitErr, tail(out.stderr, 300))
+		return violated("the agent did not do its task: the model never got every scripted tool result (exit: %v; stderr: %s)", out.exitErr, tail(out.stderrSafe, 300))
 	}
 	want := map[string]int{}
 	for _, c := range w.Spec.Task {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -18,6 +19,11 @@ import (
 // AGENTSSO_TEST_BE=reference-agent it runs the reference agent on the
 // adapter protocol's environment instead of the tests.
 func TestMain(m *testing.M) {
+	if os.Getenv("AGENTSSO_TEST_BE") == "leaky-agent" {
+		// An agent that prints the secrets it was given and gives up.
+		fmt.Fprintf(os.Stderr, "client secret %s, model key %s\n", os.Getenv("AGENTSSO_CLIENT_SECRET"), os.Getenv("OPENAI_API_KEY"))
+		os.Exit(1)
+	}
 	if os.Getenv("AGENTSSO_TEST_BE") == "reference-agent" {
 		if err := refagent.Run(context.Background(), refagent.Environ(os.Environ()), os.Stdout, os.Stderr); err != nil {
 			os.Exit(1)
@@ -183,5 +189,29 @@ func TestRunAgentAttached(t *testing.T) {
 	}
 	if st, _ := resultStatus(readReport(t, dir), "agent-resource-indicator"); st != "pass" {
 		t.Errorf("agent-resource-indicator: %s", st)
+	}
+}
+
+// TestAgentReportRedactsWhatTheAgentPrinted: what an agent printed
+// reaches the report (the evidence of a failed run) only with every token
+// and secret replaced by its label.
+func TestAgentReportRedactsWhatTheAgentPrinted(t *testing.T) {
+	t.Setenv("AGENTSSO_TEST_BE", "leaky-agent")
+	dir := t.TempDir()
+	out, code := runCmd(t, "--kind", "agent", "--agent-command", os.Args[0], "--features", "client-credentials", "--only", "agent-baseline-control", "--out", dir)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1:\n%s", code, out)
+	}
+	for _, f := range []string{"report.json", "report.md", "report.html", "report.xml"} {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(b), "agentsso-canary-secret-") || strings.Contains(string(b), "sk-agentsso-model-") {
+			t.Errorf("%s holds a secret the agent printed", f)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "report.json")); !strings.Contains(string(b), "the agent's client secret") {
+		t.Error("the report does not name the secret the agent printed by its label")
 	}
 }

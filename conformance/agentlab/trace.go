@@ -271,6 +271,19 @@ func (c *Canaries) Find(s string) []*Canary {
 	return out
 }
 
+// Redact replaces every canary value in s (also URL- or base64-encoded)
+// with "<" + its label + ">": what an agent printed may then be shown.
+func (c *Canaries) Redact(s string) string {
+	for _, x := range c.Find(s) {
+		ref := "<" + x.Label + " " + x.ID + ">"
+		for _, form := range []string{x.value, url.QueryEscape(x.value),
+			base64.RawURLEncoding.EncodeToString([]byte(x.value)), base64.StdEncoding.EncodeToString([]byte(x.value))} {
+			s = strings.ReplaceAll(s, form, ref)
+		}
+	}
+	return s
+}
+
 // Value returns the canary's secret value, for the harness's own checks;
 // it never goes into a report.
 func (x *Canary) Value() string { return x.value }

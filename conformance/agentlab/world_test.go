@@ -262,3 +262,12 @@ func TestWorldHTTPS(t *testing.T) {
 		t.Fatalf("the client certificate was not recorded: %+v", recs)
 	}
 }
+
+func TestCanariesRedact(t *testing.T) {
+	c := NewCanaries()
+	x := c.Add("agentsso-canary-secret-abcdef", "client_secret", "the agent's client secret", "")
+	s := c.Redact("secret=agentsso-canary-secret-abcdef and " + url.QueryEscape("agentsso-canary-secret-abcdef"))
+	if strings.Contains(s, "abcdef") || !strings.Contains(s, "<the agent's client secret "+x.ID+">") {
+		t.Fatalf("Redact: %q", s)
+	}
+}
