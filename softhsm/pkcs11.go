@@ -84,7 +84,10 @@ func NewPKCS11(cfg PKCS11Config) (*PKCS11, error) {
 		return nil, err
 	}
 	s := &PKCS11{mod: mod, token: cfg.Token, clock: createdClock{now: time.Now}, keys: map[string][]Key{}}
-	if err := s.open(cfg); err != nil {
+	mod.objectsMu.Lock() // see p11Module.objectsMu
+	err = s.open(cfg)
+	mod.objectsMu.Unlock()
+	if err != nil {
 		if s.pool != nil {
 			s.pool.close(mod.ctx)
 		}
@@ -216,6 +219,9 @@ func (s *PKCS11) Create(ctx context.Context, tenant, alg string) (Key, error) {
 	}
 	defer s.pool.put(sh)
 	p := s.mod.ctx
+	// One at a time per module: see p11Module.objectsMu.
+	s.mod.objectsMu.Lock()
+	defer s.mod.objectsMu.Unlock()
 	pubH, privH, err := p.GenerateKeyPair(sh, mech, append(common, pubT...), append(common, privT...))
 	if err != nil {
 		return Key{}, fmt.Errorf("softhsm: pkcs11: generate %s key on token %q: %w", alg, s.token, err)
@@ -272,6 +278,16 @@ func (s *PKCS11) List(_ context.Context, tenant string) ([]Key, error) {
 
 // Delete implements Store. It destroys both objects of the key pair.
 func (s *PKCS11) Delete(ctx context.Context, tenant, kid string) error {
+	// Lock order, as in Create: a session, then the module's objectsMu
+	// (see p11Module), then s.mu.
+	sh, err := s.pool.get(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.pool.put(sh)
+	p := s.mod.ctx
+	s.mod.objectsMu.Lock()
+	defer s.mod.objectsMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ks := s.keys[tenant]
@@ -279,12 +295,6 @@ func (s *PKCS11) Delete(ctx context.Context, tenant, kid string) error {
 	if i < 0 {
 		return fmt.Errorf("%w: tenant %q kid %q", ErrKeyNotFound, tenant, kid)
 	}
-	sh, err := s.pool.get(ctx)
-	if err != nil {
-		return err
-	}
-	defer s.pool.put(sh)
-	p := s.mod.ctx
 	for _, class := range []uint{pkcs11.CKO_PRIVATE_KEY, pkcs11.CKO_PUBLIC_KEY} {
 		objs, err := findObjects(p, sh, []*pkcs11.Attribute{
 			pkcs11.NewAttribute(pkcs11.CKA_CLASS, class),
@@ -673,6 +683,14 @@ type p11Module struct {
 	// owned is false when something else in the process had already
 	// initialized the library: then agentsso never finalizes it.
 	owned bool
+	// objectsMu serializes, across every store on the module, what
+	// creates, destroys or searches objects (Create, Delete, opening a
+	// store): SoftHSM2 2.6's file object store fails now and then
+	// (CKR_GENERAL_ERROR) when one thread creates objects while another
+	// creates or lists them (SoftHSMv2 issues 573 and 688). These are rare
+	// enough that one at a time costs nothing; signing with a key already
+	// found, the hot path, is not serialized.
+	objectsMu sync.Mutex
 }
 
 var (

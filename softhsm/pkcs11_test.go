@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -260,6 +261,55 @@ func TestPKCS11SmallPool(t *testing.T) {
 			wg.Go(func() {
 				for range 10 {
 					checkSignVerify(t, keys[g%len(keys)])
+				}
+			})
+		}
+		wg.Wait()
+	})
+}
+
+// TestPKCS11ConcurrentCreate creates and deletes keys and opens stores
+// from several goroutines on one token while others sign: SoftHSM2's file
+// object store fails (CKR_GENERAL_ERROR) when objects are created while
+// others are created or listed, unless the module serializes them.
+func TestPKCS11ConcurrentCreate(t *testing.T) {
+	forEachP11Module(t, func(t *testing.T, m p11TestModule) {
+		if m.name != "softhsm2" {
+			// tpm2-pkcs11 keeps each key loaded in the TPM, whose
+			// object slots run out after about ten keys per process.
+			t.Skipf("%s holds too few keys at once for 32 of them", m.name)
+		}
+		cfg, _ := m.setup(t)
+		stores := []*PKCS11{openPKCS11(t, cfg), openPKCS11(t, cfg)}
+		signer, err := stores[0].Create(context.Background(), "acme", ES256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for g := range 8 {
+			wg.Go(func() {
+				s := stores[g%2]
+				tenant := fmt.Sprintf("t%d", g)
+				for i := range 4 {
+					k, err := s.Create(context.Background(), tenant, ES256)
+					if err != nil {
+						t.Errorf("goroutine %d, key %d: %v", g, i, err)
+						return
+					}
+					checkSignVerify(t, signer)
+					if i == 2 { // opening a store lists the token's objects
+						o, err := NewPKCS11(cfg)
+						if err != nil {
+							t.Errorf("goroutine %d, open: %v", g, err)
+							return
+						}
+						o.Close()
+					}
+					if i%2 == 1 {
+						if err := s.Delete(context.Background(), tenant, k.KID); err != nil {
+							t.Errorf("goroutine %d, delete %d: %v", g, i, err)
+						}
+					}
 				}
 			})
 		}
