@@ -18,8 +18,8 @@ type Spec struct {
 	// private_key_jwt.
 	ClientAuth string `yaml:"client_auth"`
 	// ClientKey, with private_key_jwt: where the agent's key is, "file"
-	// (default: a PEM file, AGENTSSO_CLIENT_KEY_FILE) or "pkcs11" (a key
-	// the harness creates in a fresh SoftHSM2 token,
+	// (default: a PEM file, AGENTSSO_CLIENT_KEY_FILE) or "pkcs11" (a fresh key
+	// the harness creates in a SoftHSM2 token,
 	// AGENTSSO_CLIENT_KEY_PKCS11_URI).
 	ClientKey string `yaml:"client_key"`
 	// Servers the agent is given, in order: rs1 (default), rs2, decoy.

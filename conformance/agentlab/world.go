@@ -56,10 +56,12 @@ type World struct {
 	KeyID        string
 	// KeyURI is the RFC 7512 URI of the agent's key in SoftHSM2
 	// (client_key: pkcs11), its PIN included.
-	KeyURI    string
-	keyStore  io.Closer
-	UserToken string
-	ModelKey  string
+	KeyURI   string
+	keyStore io.Closer
+	// softHSMConf is the SOFTHSM2_CONF that opens KeyURI's token.
+	softHSMConf string
+	UserToken   string
+	ModelKey    string
 
 	base    string
 	model   *Model
@@ -406,6 +408,7 @@ func (w *World) Env() map[string]string {
 	}
 	if w.KeyURI != "" {
 		env["AGENTSSO_CLIENT_KEY_PKCS11_URI"] = w.KeyURI
+		env["SOFTHSM2_CONF"] = w.softHSMConf
 		env["AGENTSSO_CLIENT_KEY_ID"] = w.KeyID
 		env["AGENTSSO_CLIENT_KEY_ALG"] = "ES256"
 	}
@@ -479,23 +482,19 @@ func (w *World) Close() error {
 	return errors.Join(errs...)
 }
 
-// agentKeyInHSM creates the agent's private_key_jwt key in a fresh
-// SoftHSM2 token under dir (label: the client id) and returns the public
-// JWKS; the agent gets the token's RFC 7512 URI, PIN included.
-func (w *World) agentKeyInHSM(dir string) (string, error) {
+// agentKeyInHSM creates the agent's private_key_jwt key in the process's
+// shared SoftHSM2 token (see agentHSM) and returns the public JWKS; the
+// agent gets the token's RFC 7512 URI, PIN included, and the kid of its
+// key.
+func (w *World) agentKeyInHSM(string) (string, error) {
 	if !softhsm.SoftHSM2Available() {
 		return "", errors.New("agentlab: client_key pkcs11 needs SoftHSM2 (apt-get install softhsm2) and a cgo build")
 	}
-	pin := randomString(9)
-	cfg, err := softhsm.SetupSoftHSM2(filepath.Join(dir, "softhsm2"), "agentsso-agent", randomString(9), pin)
+	store, cfg, conf, lease, err := acquireAgentHSM()
 	if err != nil {
-		return "", fmt.Errorf("agentlab: a SoftHSM2 token for the agent's key: %w", err)
+		return "", err
 	}
-	store, err := softhsm.NewPKCS11(cfg)
-	if err != nil {
-		return "", fmt.Errorf("agentlab: opening the agent's SoftHSM2 token: %w", err)
-	}
-	w.keyStore = store
+	w.keyStore = lease
 	key, err := store.Create(context.Background(), AgentClientID, softhsm.ES256)
 	if err != nil {
 		return "", fmt.Errorf("agentlab: creating the agent's key in SoftHSM2: %w", err)
@@ -503,7 +502,8 @@ func (w *World) agentKeyInHSM(dir string) (string, error) {
 	jwk := key.PublicJWK()
 	w.KeyID = jwk.KeyID
 	w.KeyURI = softhsm.PKCS11URI{Token: cfg.Token, ModulePath: cfg.Module, PINValue: cfg.PIN}.Encode()
-	w.Canaries.Add(pin, "pin", "the PIN of the agent's SoftHSM2 token", "")
+	w.softHSMConf = conf
+	w.Canaries.Add(cfg.PIN, "pin", "the PIN of the agent's SoftHSM2 token", "")
 	b, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{jwk}})
 	return string(b), err
 }
