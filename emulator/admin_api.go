@@ -560,9 +560,8 @@ func (s *Server) DisableClient(tenant, id string) error {
 }
 
 // EnableClient lets a disabled client authenticate again. Tokens issued
-// before it was disabled stay inactive, and so do tokens issued in the
-// same second as the disabling (revocation times have a resolution of one
-// second).
+// before it was disabled stay inactive; tokens issued after it was enabled
+// are active, even within the second of the disabling.
 func (s *Server) EnableClient(tenant, id string) error {
 	return s.setClientDisabled(tenant, id, false)
 }

@@ -1040,6 +1040,36 @@ func TestAdminRevoke(t *testing.T) {
 	wantError(t, env.call(t, "POST", "/admin/v1/tenants/acme/revoke", map[string]any{}), 400, "jti")
 }
 
+// TestRevokeClientWithinOneSecond: iat counts whole seconds, yet a client
+// revocation ends exactly the tokens issued before it. The clock is frozen,
+// so every token and revocation here falls in one second.
+func TestRevokeClientWithinOneSecond(t *testing.T) {
+	env := newAdmEnv(t, nil)
+	env.ok(t, "POST", "/admin/v1/tenants/acme/clock", map[string]any{"freeze": true}, nil)
+	before := env.token(t)
+	env.ok(t, "POST", "/admin/v1/tenants/acme/revoke", map[string]any{"client_id": "support-bot"}, nil)
+	after := env.token(t)
+	if jwtPayload(t, before)["iat"] != jwtPayload(t, after)["iat"] {
+		t.Fatal("the frozen clock gave the two tokens different iat")
+	}
+	if env.active(t, before) || !env.active(t, after) {
+		t.Errorf("one revocation: token before it active %v (want false), after it %v (want true)", env.active(t, before), env.active(t, after))
+	}
+	env.ok(t, "POST", "/admin/v1/tenants/acme/revoke", map[string]any{"client_id": "support-bot"}, nil)
+	if env.active(t, after) {
+		t.Error("a second revocation in the same second left the token issued between the two active")
+	}
+	if err := env.Server.DisableClient("acme", "support-bot"); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Server.EnableClient("acme", "support-bot"); err != nil {
+		t.Fatal(err)
+	}
+	if tok := env.token(t); !env.active(t, tok) {
+		t.Error("a token issued after the client was enabled again, in the second it was disabled, is inactive")
+	}
+}
+
 func TestAdminReset(t *testing.T) {
 	env := newAdmEnv(t, nil)
 	ctx := context.Background()

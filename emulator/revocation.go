@@ -10,12 +10,22 @@ import (
 // ancestor grant, its client or a client in its act chain was revoked at
 // or after its iat, or its kid was withdrawn. Entries are kept only as
 // long as a token they could affect may live.
+//
+// iat has a resolution of one second, so a client revocation cannot tell
+// by iat alone a token issued before it from one issued later in the same
+// second. Revocations are numbered, and a token issued in the second of a
+// client revocation is noted (issued) with the number of the last one: a
+// revocation only ends such a token if it came after the token.
 type revocations struct {
 	mu      sync.RWMutex
 	jtis    map[string]int64    // jti -> exp (unix), kept until exp
 	grants  map[string]revEntry // grant id -> when
 	clients map[string]revEntry // client id -> when
 	kids    map[string]bool     // withdrawn kids
+	// seq numbers client revocations; after holds, by jti, tokens issued
+	// in the second of a client revocation, after revocation number seq.
+	seq   uint64
+	after map[string]issuedAfter
 
 	// keep is how long a grant or client record must outlive its
 	// revocation: the longest lifetime a token could have.
@@ -26,6 +36,12 @@ type revEntry struct {
 	at     int64 // unix seconds
 	until  int64 // drop the record after this (unix seconds)
 	reason string
+	seq    uint64 // client revocations: its number
+}
+
+type issuedAfter struct {
+	seq uint64 // the last client revocation before the token
+	exp int64  // unix seconds: drop the note after this
 }
 
 func newRevocations(keep func() time.Duration) *revocations {
@@ -41,6 +57,7 @@ func (r *revocations) reset() {
 	r.grants = map[string]revEntry{}
 	r.clients = map[string]revEntry{}
 	r.kids = map[string]bool{}
+	r.after = map[string]issuedAfter{}
 }
 
 func (r *revocations) revokeJTI(jti string, exp int64, now time.Time) {
@@ -70,7 +87,37 @@ func (r *revocations) revokeClient(id string, now time.Time, reason string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.pruneLocked(now.Unix())
-	r.clients[id] = revEntry{at: now.Unix(), until: now.Add(r.keep()).Unix(), reason: reason}
+	r.seq++
+	r.clients[id] = revEntry{at: now.Unix(), until: now.Add(r.keep()).Unix(), reason: reason, seq: r.seq}
+}
+
+// issued notes an access token about to be issued when a client it would
+// die with was revoked in the second of its iat, so that this revocation,
+// which came first, does not end it.
+func (r *revocations) issued(c *AccessClaims) {
+	r.mu.RLock()
+	sameSecond := false
+	for _, id := range c.clientIDs() {
+		if e, ok := r.clients[id]; ok && e.at == c.IssuedAt {
+			sameSecond = true
+		}
+	}
+	r.mu.RUnlock()
+	if !sameSecond || c.ID == "" {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.after[c.ID] = issuedAfter{seq: r.seq, exp: c.Expiry}
+}
+
+// clientCut reports whether client revocation e ends a token with claims c.
+func (r *revocations) clientCut(e revEntry, c *AccessClaims) bool {
+	if e.at != c.IssuedAt {
+		return e.at > c.IssuedAt
+	}
+	a, ok := r.after[c.ID]
+	return !ok || a.seq < e.seq
 }
 
 func (r *revocations) withdrawKID(kid string) {
@@ -101,6 +148,11 @@ func (r *revocations) pruneLocked(now int64) {
 			delete(r.clients, k)
 		}
 	}
+	for k, a := range r.after {
+		if a.exp < now {
+			delete(r.after, k)
+		}
+	}
 }
 
 // tokenInactive returns why a verified token is inactive, or "".
@@ -124,21 +176,27 @@ func (r *revocations) tokenInactive(c *AccessClaims, kid string) string {
 			return "ancestor token " + g + " revoked"
 		}
 	}
-	if e, ok := r.clients[c.ClientID]; ok && e.at >= c.IssuedAt {
-		return "client " + c.ClientID + " revoked: " + e.reason
-	}
-	// A token whose subject is an agent (a client) dies with that agent,
-	// whoever holds it. A user's subject never equals a client id
-	// (configuration refuses it).
-	if e, ok := r.clients[c.Subject]; ok && e.at >= c.IssuedAt {
-		return "subject " + c.Subject + " revoked: " + e.reason
-	}
-	for _, id := range c.Act.clientIDs() {
-		if e, ok := r.clients[id]; ok && e.at >= c.IssuedAt {
-			return "actor " + id + " revoked: " + e.reason
+	for i, id := range c.clientIDs() {
+		if e, ok := r.clients[id]; ok && r.clientCut(e, c) {
+			role := "actor "
+			switch {
+			case i == 0:
+				role = "client "
+			case i == 1:
+				role = "subject "
+			}
+			return role + id + " revoked: " + e.reason
 		}
 	}
 	return ""
+}
+
+// clientIDs lists the clients a token dies with: its client, its subject
+// when that is an agent (a client: whoever holds the token, it dies with
+// that agent; a user's subject never equals a client id, configuration
+// refuses it), and the clients in its act chain.
+func (c *AccessClaims) clientIDs() []string {
+	return append([]string{c.ClientID, c.Subject}, c.Act.clientIDs()...)
 }
 
 // grantInactive reports whether a stored grant (a refresh token's) was

@@ -128,6 +128,7 @@ func (s *tokenStrategy) GenerateAccessToken(_ context.Context, r fosite.Requeste
 	if typ == "" {
 		typ = "at+jwt"
 	}
+	s.t.rev.issued(&c) // see revocations
 	tok, err := s.t.signClaims(typ, &c)
 	if err != nil {
 		return "", "", err
