@@ -517,6 +517,25 @@ func TestRefreshRotationReuse(t *testing.T) {
 	azWantError(t, azRefresh(t, env, "acme-copilot", second.refresh, nil), 400, "invalid_grant")
 }
 
+// TestRefreshAfterClientReenabled: a grant that begins after its client
+// was disabled and enabled again, within the same second, refreshes; one
+// from before the disabling does not.
+func TestRefreshAfterClientReenabled(t *testing.T) {
+	env, _ := azStart(t, nil)
+	code, verifier := azCode(t, env, "acme-copilot", nil)
+	old := azOK(t, azRedeem(t, env, "acme-copilot", code, verifier, nil))
+	if err := env.Server.DisableClient("acme", "acme-copilot"); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Server.EnableClient("acme", "acme-copilot"); err != nil {
+		t.Fatal(err)
+	}
+	code, verifier = azCode(t, env, "acme-copilot", nil)
+	fresh := azOK(t, azRedeem(t, env, "acme-copilot", code, verifier, nil))
+	azOK(t, azRefresh(t, env, "acme-copilot", fresh.refresh, nil))
+	azWantError(t, azRefresh(t, env, "acme-copilot", old.refresh, nil), 400, "invalid_grant")
+}
+
 // TestRefreshExpires by the tenant's clock.
 func TestRefreshExpires(t *testing.T) {
 	env, _ := azStart(t, nil)

@@ -37,6 +37,7 @@ type revEntry struct {
 	until  int64 // drop the record after this (unix seconds)
 	reason string
 	seq    uint64 // client revocations: its number
+	atNano int64  // client revocations: when, to the nanosecond
 }
 
 type issuedAfter struct {
@@ -88,7 +89,7 @@ func (r *revocations) revokeClient(id string, now time.Time, reason string) {
 	defer r.mu.Unlock()
 	r.pruneLocked(now.Unix())
 	r.seq++
-	r.clients[id] = revEntry{at: now.Unix(), until: now.Add(r.keep()).Unix(), reason: reason, seq: r.seq}
+	r.clients[id] = revEntry{at: now.Unix(), until: now.Add(r.keep()).Unix(), reason: reason, seq: r.seq, atNano: now.UnixNano()}
 }
 
 // issued notes an access token about to be issued when a client it would
@@ -200,14 +201,15 @@ func (c *AccessClaims) clientIDs() []string {
 }
 
 // grantInactive reports whether a stored grant (a refresh token's) was
-// revoked, or its client was revoked after the grant began.
+// revoked, or its client was revoked after the grant began (both times by
+// the tenant's clock, to the nanosecond).
 func (r *revocations) grantInactive(grantID string, began time.Time, clientID string) string {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	if e, ok := r.grants[grantID]; ok {
 		return "grant revoked: " + e.reason
 	}
-	if e, ok := r.clients[clientID]; ok && e.at >= began.Unix() {
+	if e, ok := r.clients[clientID]; ok && e.atNano >= began.UnixNano() {
 		return "client revoked: " + e.reason
 	}
 	return ""
