@@ -97,7 +97,7 @@ func (r *revocations) revokeClient(id string, now time.Time, reason string) {
 // which came first, does not end it.
 func (r *revocations) issued(c *AccessClaims) {
 	r.mu.RLock()
-	sameSecond := false
+	sameSecond, seq := false, r.seq
 	for _, id := range c.clientIDs() {
 		if e, ok := r.clients[id]; ok && e.at == c.IssuedAt {
 			sameSecond = true
@@ -109,7 +109,9 @@ func (r *revocations) issued(c *AccessClaims) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.after[c.ID] = issuedAfter{seq: r.seq, exp: c.Expiry}
+	// seq as read with the check: a revocation that slips in between
+	// still ends the token.
+	r.after[c.ID] = issuedAfter{seq: seq, exp: c.Expiry}
 }
 
 // clientCut reports whether client revocation e ends a token with claims c.
