@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"io/fs"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	"github.com/agentsso/agentsso/conformance"
 	"github.com/agentsso/agentsso/conformance/agentinterop"
 	"github.com/agentsso/agentsso/conformance/agentlab"
+	"github.com/agentsso/agentsso/conformance/report"
 	"github.com/agentsso/agentsso/scenarios"
 )
 
@@ -289,7 +289,7 @@ func checkPinned(t *testing.T, rep *conformance.Report, want map[string]expectat
 	t.Errorf("observed behaviour differs from the pinned table (-pinned +observed):\n%s", d)
 	for _, r := range rep.Results {
 		if !cmp.Equal(want[r.ID], observed(r)) {
-			logResult(t, r)
+			t.Log(report.Text(&r))
 		}
 	}
 }
@@ -343,23 +343,6 @@ func runTarget(t *testing.T, target *conformance.Target, ao conformance.AgentOpt
 	}
 	t.Logf("%s: %d scenarios in %s", target.Name, len(rep.Results), time.Since(t0).Round(100*time.Millisecond))
 	return rep
-}
-
-func logResult(t *testing.T, r conformance.Result) {
-	t.Helper()
-	t.Logf("%s: %s: %s", r.ID, r.Status, r.Reason)
-	for _, e := range r.Evidence {
-		t.Logf("    %s [%s] %s", e.Step, e.Verdict, e.Note)
-	}
-	if os.Getenv("AGENTSSO_TEST_TRACE") != "" {
-		for _, e := range r.Trace {
-			tok := ""
-			if e.Token != nil {
-				tok = e.Token.Label
-			}
-			t.Logf("      %s #%d %s→%s %s %s %d %s %s %s", e.Run, e.Seq, e.From, e.To, e.Method, e.Path, e.Status, e.What, tok, e.Note)
-		}
-	}
 }
 
 // refreshSeen is what a world's trace shows of an agent's refresh.

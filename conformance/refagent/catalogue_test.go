@@ -3,12 +3,12 @@ package refagent_test
 import (
 	"context"
 	"io/fs"
-	"os"
 	"strings"
 	"testing"
 
 	"github.com/agentsso/agentsso/conformance"
 	"github.com/agentsso/agentsso/conformance/refagent"
+	"github.com/agentsso/agentsso/conformance/report"
 	"github.com/agentsso/agentsso/internal/parts"
 	"github.com/agentsso/agentsso/scenarios"
 	"github.com/agentsso/agentsso/softhsm"
@@ -51,23 +51,6 @@ func runAgentCatalogue(t *testing.T, flaws string, only ...string) *conformance.
 	return rep
 }
 
-func logResult(t *testing.T, r conformance.Result) {
-	t.Helper()
-	t.Logf("%s: %s: %s", r.ID, r.Status, r.Reason)
-	for _, e := range r.Evidence {
-		t.Logf("    %s [%s] %s", e.Step, e.Verdict, e.Note)
-	}
-	if os.Getenv("AGENTSSO_TEST_TRACE") != "" {
-		for _, e := range r.Trace {
-			tok := ""
-			if e.Token != nil {
-				tok = e.Token.Label
-			}
-			t.Logf("      %s #%d %s→%s %s %s %d %s %s %s", e.Run, e.Seq, e.From, e.To, e.Method, e.Path, e.Status, e.What, tok, e.Note)
-		}
-	}
-}
-
 // TestReferenceAgentPasses: every agent scenario passes on the reference
 // agent with no flaw switched on.
 func TestReferenceAgentPasses(t *testing.T) {
@@ -81,7 +64,7 @@ func TestReferenceAgentPasses(t *testing.T) {
 	for _, r := range rep.Results {
 		if r.Status != conformance.StatusPass {
 			t.Errorf("%s: %s: %s", r.ID, r.Status, r.Reason)
-			logResult(t, r)
+			t.Log(report.Text(&r))
 		}
 	}
 	if rep.ExitCode() != 0 {
@@ -116,7 +99,7 @@ func TestAgentNegativeControls(t *testing.T) {
 				}
 				if got.Status != conformance.StatusFail && got.Status != conformance.StatusWarn {
 					t.Errorf("with flaw %s, %s is %s (want fail or warn): %s", f.Name, id, got.Status, got.Reason)
-					logResult(t, *got)
+					t.Log(report.Text(got))
 				}
 			}
 		})

@@ -220,3 +220,28 @@ func TestJUnitHostileText(t *testing.T) {
 		t.Error(`the failure text lost the "]]>" of the response body`)
 	}
 }
+
+// TestText: a result as plain text carries what the JUnit failure shows
+// (reason, steps) and then the agent's trace.
+func TestText(t *testing.T) {
+	rep := fixture()
+	var withTrace *conformance.Result
+	for i := range rep.Results {
+		if len(rep.Results[i].Trace) > 0 && len(rep.Results[i].Evidence) > 0 {
+			withTrace = &rep.Results[i]
+			break
+		}
+	}
+	if withTrace == nil {
+		t.Fatal("the fixture has no result with evidence and a trace")
+	}
+	got := Text(withTrace)
+	for _, want := range []string{withTrace.ID, "Reason: " + withTrace.Reason, "Step 1: " + withTrace.Evidence[0].Step, "Agent trace: "} {
+		if !strings.Contains(got, want) {
+			t.Errorf("Text lacks %q:\n%s", want, got)
+		}
+	}
+	if i, j := strings.Index(got, "Step 1: "), strings.Index(got, "Agent trace: "); i > j {
+		t.Errorf("the trace comes before the evidence:\n%s", got)
+	}
+}

@@ -183,6 +183,19 @@ func statusWord(res *conformance.Result) string {
 	return strings.ToUpper(line(string(res.Status)))
 }
 
+// Text renders one result as plain text: what a JUnit failure shows of it
+// (status, reason, spec references, each step's evidence), then the
+// agent's trace when it has one. Tests log it for a scenario that surprised
+// them.
+func Text(res *conformance.Result) string {
+	var b strings.Builder
+	writeText(&b, res)
+	if t := traceText(res.Trace); t != "" {
+		b.WriteString("\n" + t + "\n")
+	}
+	return b.String()
+}
+
 // writeText writes a result as plain text: the body of a JUnit failure
 // or error, which CI systems show verbatim.
 func writeText(b *strings.Builder, res *conformance.Result) {
