@@ -21,6 +21,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/agentsso/agentsso/conformance/agentlab"
+	"github.com/agentsso/agentsso/internal/jwtpeek"
 )
 
 // AgentBaselineID is the agent kind's control: the agent does its task in
@@ -622,7 +623,7 @@ func canaryRef(w *agentlab.World, v string) *TokenRef {
 	ref := &TokenRef{SHA256: hex.EncodeToString(sum[:8])}
 	if c == nil {
 		ref.Label = "a value the harness never issued"
-		if cl := agentlab.JWTClaims(v); cl != nil {
+		if cl := jwtpeek.Claims(v); cl != nil {
 			ref.JTI, _ = cl["jti"].(string)
 		}
 		return ref

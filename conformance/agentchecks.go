@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/agentsso/agentsso/conformance/agentlab"
+	"github.com/agentsso/agentsso/internal/jwtpeek"
 )
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
@@ -486,7 +487,7 @@ func checkDPoP(w *agentlab.World, _ agentOutput, _ AgentCheck) checkVerdict {
 				if len(r.DPoP) == 0 {
 					return violated("%s got a DPoP-bound token without a proof", r.Server)
 				}
-				cl := agentlab.JWTClaims(r.DPoP[0])
+				cl := jwtpeek.Claims(r.DPoP[0])
 				sum := sha256.Sum256([]byte(tok))
 				if ath, _ := cl["ath"].(string); ath != base64.RawURLEncoding.EncodeToString(sum[:]) {
 					return violated("a proof to %s has a wrong or missing ath", r.Server)
@@ -495,7 +496,7 @@ func checkDPoP(w *agentlab.World, _ agentOutput, _ AgentCheck) checkVerdict {
 		}
 		if len(r.DPoP) == 1 {
 			proofs++
-			cl := agentlab.JWTClaims(r.DPoP[0])
+			cl := jwtpeek.Claims(r.DPoP[0])
 			jti, _ := cl["jti"].(string)
 			if jti == "" {
 				return violated("a proof to %s has no jti", r.Server)
@@ -622,7 +623,7 @@ func checkAssertion(w *agentlab.World, _ agentOutput, _ AgentCheck) checkVerdict
 			continue
 		}
 		n++
-		cl := agentlab.JWTClaims(a)
+		cl := jwtpeek.Claims(a)
 		if cl == nil {
 			return violated("a client_assertion is not a JWT")
 		}

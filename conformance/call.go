@@ -27,6 +27,8 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/cryptosigner"
+
+	"github.com/agentsso/agentsso/internal/jwtpeek"
 )
 
 // caller sends requests to the target from chosen loopback addresses.
@@ -464,22 +466,18 @@ func tokenRef(label, tok string) *TokenRef {
 	}
 	sum := sha256.Sum256([]byte(tok))
 	ref := &TokenRef{Label: label, SHA256: hex.EncodeToString(sum[:8])}
-	parts := strings.Split(tok, ".")
-	if len(parts) >= 2 {
-		var h, c map[string]any
-		if b, err := base64.RawURLEncoding.DecodeString(parts[0]); err == nil && json.Unmarshal(b, &h) == nil {
-			ref.Header = elideLarge(h)
-		}
-		if b, err := base64.RawURLEncoding.DecodeString(parts[1]); err == nil && json.Unmarshal(b, &c) == nil {
-			ref.Claims = map[string]any{}
-			for _, k := range []string{"iss", "sub", "aud", "exp", "iat", "nbf", "scope", "client_id", "act", "cnf", "ctx", "typ"} {
-				if v, ok := c[k]; ok {
-					ref.Claims[k] = v
-				}
+	if h := jwtpeek.Header(tok); h != nil {
+		ref.Header = elideLarge(h)
+	}
+	if c := jwtpeek.Claims(tok); c != nil {
+		ref.Claims = map[string]any{}
+		for _, k := range []string{"iss", "sub", "aud", "exp", "iat", "nbf", "scope", "client_id", "act", "cnf", "ctx", "typ"} {
+			if v, ok := c[k]; ok {
+				ref.Claims[k] = v
 			}
-			ref.Claims = elideLarge(ref.Claims)
-			ref.JTI, _ = c["jti"].(string)
 		}
+		ref.Claims = elideLarge(ref.Claims)
+		ref.JTI, _ = c["jti"].(string)
 	}
 	return ref
 }

@@ -1,14 +1,14 @@
 package conformance
 
 import (
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/agentsso/agentsso/internal/jwtpeek"
 )
 
 // recorder is a loopback HTTP listener that records every request: the
@@ -88,16 +88,8 @@ func bearerToken(h string) string {
 }
 
 func claimsOf(tok string) map[string]any {
-	parts := strings.Split(tok, ".")
-	if len(parts) < 2 {
-		return nil
-	}
-	b, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return nil
-	}
-	var c map[string]any
-	if json.Unmarshal(b, &c) != nil {
+	c := jwtpeek.Claims(tok)
+	if c == nil {
 		return nil
 	}
 	out := map[string]any{}

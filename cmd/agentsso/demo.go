@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/agentsso/agentsso/emulator"
 	"github.com/agentsso/agentsso/emulator/audit"
+	"github.com/agentsso/agentsso/internal/jwtpeek"
 )
 
 func newTourCmd() *cobra.Command {
@@ -114,7 +114,7 @@ func runTour(ctx context.Context, out io.Writer, keep bool) error {
 	})
 	at, _ := tok["access_token"].(string)
 	d.check(st == 200 && at != "", "HTTP %d, token_type %v, expires_in %v", st, tok["token_type"], tok["expires_in"])
-	claims := decodeClaims(at)
+	claims := jwtpeek.Claims(at)
 	d.info("claims: %s", compact(claims))
 	d.check(claims["aud"] == "https://mcp.acme.test/zendesk", "aud is the requested resource")
 
@@ -133,7 +133,7 @@ func runTour(ctx context.Context, out io.Writer, keep bool) error {
 	})
 	xt, _ := ex["access_token"].(string)
 	d.check(st == 200 && xt != "", "HTTP %d issued_token_type=%v", st, ex["issued_token_type"])
-	xc := decodeClaims(xt)
+	xc := jwtpeek.Claims(xt)
 	d.info("claims: %s", compact(xc))
 	act, _ := xc["act"].(map[string]any)
 	d.check(xc["sub"] == "support-bot" && act["sub"] == "mcp-gateway", "sub=%v acting: %v", xc["sub"], act["sub"])
@@ -183,20 +183,6 @@ func runTour(ctx context.Context, out io.Writer, keep bool) error {
 		<-ctx.Done()
 	}
 	return nil
-}
-
-func decodeClaims(tok string) map[string]any {
-	parts := strings.Split(tok, ".")
-	if len(parts) != 3 {
-		return map[string]any{}
-	}
-	b, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return map[string]any{}
-	}
-	var m map[string]any
-	_ = json.Unmarshal(b, &m)
-	return m
 }
 
 func compact(v any) string {

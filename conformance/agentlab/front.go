@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/agentsso/agentsso/emulator"
+	"github.com/agentsso/agentsso/internal/jwtpeek"
 )
 
 // front stands between the agent and the emulator: it perturbs what the
@@ -128,7 +129,7 @@ func (f *front) tokenResponse(ctx context.Context, body []byte, issuer string) [
 	}
 	n := f.tokens.Add(1)
 	if at, _ := m["access_token"].(string); at != "" {
-		aud := strings.Join(ClaimStrings(JWTClaims(at), "aud"), " ")
+		aud := strings.Join(ClaimStrings(jwtpeek.Claims(at), "aud"), " ")
 		f.w.Canaries.Add(at, "access_token", fmt.Sprintf("access token #%d (aud %s)", n, f.w.serverName(aud)), issuer)
 	}
 	if rt, _ := m["refresh_token"].(string); rt != "" {
@@ -151,7 +152,7 @@ func (f *front) tokenResponse(ctx context.Context, body []byte, issuer string) [
 
 // flawedIDToken re-mints an ID token with the one flaw the scenario names.
 func (f *front) flawedIDToken(ctx context.Context, orig string) (string, error) {
-	claims := JWTClaims(orig)
+	claims := jwtpeek.Claims(orig)
 	if claims == nil {
 		return "", fmt.Errorf("the ID token is not a JWT")
 	}

@@ -11,7 +11,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -21,6 +20,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/agentsso/agentsso/internal/jwtpeek"
 )
 
 // maxBody bounds what is kept of a request or response body.
@@ -227,7 +228,7 @@ func (c *Canaries) Add(value, kind, label, issuer string) *Canary {
 		return x
 	}
 	x := &Canary{Label: label, Kind: kind, Issued: time.Now(), Issuer: issuer, value: value}
-	x.Claims = JWTClaims(value)
+	x.Claims = jwtpeek.Claims(value)
 	x.ID = Fingerprint(value)
 	if jti, ok := x.Claims["jti"].(string); ok && jti != "" {
 		x.ID = "jti:" + jti
@@ -299,40 +300,6 @@ func (x *Canary) Audiences() []string { return ClaimStrings(x.Claims, "aud") }
 func Fingerprint(v string) string {
 	sum := sha256.Sum256([]byte(v))
 	return "sha256:" + hex.EncodeToString(sum[:6])
-}
-
-// JWTClaims decodes a compact JWS's payload without verifying it, or nil.
-func JWTClaims(tok string) map[string]any {
-	parts := strings.Split(tok, ".")
-	if len(parts) != 3 {
-		return nil
-	}
-	b, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return nil
-	}
-	var m map[string]any
-	if json.Unmarshal(b, &m) != nil {
-		return nil
-	}
-	return m
-}
-
-// JWTHeader decodes a compact JWS's header, or nil.
-func JWTHeader(tok string) map[string]any {
-	h, _, ok := strings.Cut(tok, ".")
-	if !ok {
-		return nil
-	}
-	b, err := base64.RawURLEncoding.DecodeString(h)
-	if err != nil {
-		return nil
-	}
-	var m map[string]any
-	if json.Unmarshal(b, &m) != nil {
-		return nil
-	}
-	return m
 }
 
 // ClaimStrings reads a string or string-array claim.
