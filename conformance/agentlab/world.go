@@ -409,11 +409,11 @@ func (w *World) Env() map[string]string {
 	if w.KeyURI != "" {
 		env["AGENTSSO_CLIENT_KEY_PKCS11_URI"] = w.KeyURI
 		env["SOFTHSM2_CONF"] = w.softHSMConf
-		env["AGENTSSO_CLIENT_KEY_ID"] = w.KeyID
-		env["AGENTSSO_CLIENT_KEY_ALG"] = "ES256"
 	}
 	if w.KeyFile != "" {
 		env["AGENTSSO_CLIENT_KEY_FILE"] = w.KeyFile
+	}
+	if w.KeyURI != "" || w.KeyFile != "" {
 		env["AGENTSSO_CLIENT_KEY_ID"] = w.KeyID
 		env["AGENTSSO_CLIENT_KEY_ALG"] = "ES256"
 	}
