@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -99,7 +100,7 @@ func NewPKCS11(cfg PKCS11Config) (*PKCS11, error) {
 
 func (s *PKCS11) open(cfg PKCS11Config) error {
 	ctx := s.mod.ctx
-	slot, err := findSlot(ctx, cfg)
+	slot, err := findSlot(ctx, cfg, s.mod.conf)
 	if err != nil {
 		return err
 	}
@@ -137,7 +138,7 @@ func (s *PKCS11) open(cfg PKCS11Config) error {
 }
 
 // findSlot returns the slot holding the token labelled cfg.Token.
-func findSlot(ctx *pkcs11.Ctx, cfg PKCS11Config) (uint, error) {
+func findSlot(ctx *pkcs11.Ctx, cfg PKCS11Config, conf string) (uint, error) {
 	slots, err := ctx.GetSlotList(true)
 	if err != nil {
 		return 0, fmt.Errorf("softhsm: pkcs11: list slots of %s: %w", cfg.Module, err)
@@ -166,10 +167,14 @@ func findSlot(ctx *pkcs11.Ctx, cfg PKCS11Config) (uint, error) {
 	case 1:
 		return found[0], nil
 	case 0:
+		read := ""
+		if conf != "" {
+			read = " (this process's module read SOFTHSM2_CONF=" + conf + ")"
+		}
 		return 0, cfgErr("keys.pkcs11.token", "no initialized token labelled %q (with the given manufacturer/model/serial) in %s; tokens seen: [%s]. "+
 			"Initialize it (softhsm2-util --init-token --free --label %q) or fix keys.pkcs11.token; "+
-			"for SoftHSM2 check that SOFTHSM2_CONF names its token directory (read once per process, at the first open)",
-			cfg.Token, cfg.Module, strings.Join(seen, ", "), cfg.Token)
+			"for SoftHSM2 check that SOFTHSM2_CONF names its token directory (read once per process, at the first open)%s",
+			cfg.Token, cfg.Module, strings.Join(seen, ", "), cfg.Token, read)
 	default:
 		return 0, cfgErr("keys.pkcs11.token", "%d tokens labelled %q in %s: add keys.pkcs11.serial (serial= in the URI) to pick one", len(found), cfg.Token, cfg.Module)
 	}
@@ -683,6 +688,9 @@ type p11Module struct {
 	// owned is false when something else in the process had already
 	// initialized the library: then agentsso never finalizes it.
 	owned bool
+	// conf is SOFTHSM2_CONF when the module was initialized: what
+	// libsofthsm2 read, and keeps until it is finalized.
+	conf string
 	// objectsMu serializes, across every store on the module, what
 	// creates, destroys or searches objects (Create, Delete, opening a
 	// store): SoftHSM2 2.6's file object store fails now and then
@@ -711,6 +719,7 @@ func acquireModule(path string) (*p11Module, error) {
 		modules[path] = m
 	}
 	if m.refs == 0 {
+		m.conf = os.Getenv("SOFTHSM2_CONF")
 		err := m.ctx.Initialize()
 		switch {
 		case err == nil:
@@ -723,6 +732,18 @@ func acquireModule(path string) (*p11Module, error) {
 	}
 	m.refs++
 	return m, nil
+}
+
+// openModuleConf returns the SOFTHSM2_CONF the module at path read when
+// it was initialized, if a store has it open now.
+func openModuleConf(path string) (conf string, open bool) {
+	modulesMu.Lock()
+	defer modulesMu.Unlock()
+	m := modules[path]
+	if m == nil || m.refs == 0 {
+		return "", false
+	}
+	return m.conf, true
 }
 
 // releaseModule finalizes the module when its last store closes. The

@@ -35,3 +35,6 @@ func (*PKCS11) List(context.Context, string) ([]Key, error) { return nil, ErrNoC
 
 // Delete implements Store.
 func (*PKCS11) Delete(context.Context, string, string) error { return ErrNoCGO }
+
+// openModuleConf: no module is ever open in this build.
+func openModuleConf(string) (string, bool) { return "", false }

@@ -316,3 +316,28 @@ func TestPKCS11ConcurrentCreate(t *testing.T) {
 		wg.Wait()
 	})
 }
+
+// TestSetupSoftHSM2RefusesSecondDir: while a store is open on libsofthsm2,
+// preparing a token in another directory fails with the reason (the module
+// would never see it), and works once the store is closed.
+func TestSetupSoftHSM2RefusesSecondDir(t *testing.T) {
+	_, cfg := newSoftHSM2(t)
+	s, err := NewPKCS11(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := t.TempDir()
+	if _, err := SetupSoftHSM2(other, "second", testSOPIN, testUserPIN); err == nil || !strings.Contains(err.Error(), "close every PKCS#11 store") {
+		t.Errorf("SetupSoftHSM2 on a second dir while a store is open = %v, want the refusal", err)
+	}
+	s.Close()
+	cfg2, err := SetupSoftHSM2(other, "second", testSOPIN, testUserPIN)
+	if err != nil {
+		t.Fatalf("after the store closed: %v", err)
+	}
+	s2, err := NewPKCS11(cfg2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2.Close()
+}

@@ -52,6 +52,7 @@ func FindSoftHSM2Module() (string, error) {
 // Because the variable is process-wide and the module is initialized once
 // per process (see NewPKCS11), open stores from one SoftHSM2 directory at
 // a time: close every PKCS#11 store on libsofthsm2 before switching dir.
+// SetupSoftHSM2 refuses another dir while a store is open on libsofthsm2.
 //
 // The PINs are passed to softhsm2-util on its command line (it has no
 // other non-interactive way); they are never logged or put in errors.
@@ -90,6 +91,12 @@ func SetupSoftHSM2(dir, label, soPIN, userPIN string) (PKCS11Config, error) {
 		"slots.removable = false\n"
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		return PKCS11Config{}, fmt.Errorf("softhsm: SetupSoftHSM2: %w", err)
+	}
+	// libsofthsm2 reads SOFTHSM2_CONF once, at initialization: while a
+	// store has it open on another directory, this token would be
+	// invisible to the process.
+	if open, ok := openModuleConf(module); ok && open != conf {
+		return PKCS11Config{}, fmt.Errorf("softhsm: SetupSoftHSM2: SoftHSM2 is open in this process on %s and reads its configuration once: close every PKCS#11 store on it before preparing %s, or use one token directory per process", open, dir)
 	}
 	if err := os.Setenv("SOFTHSM2_CONF", conf); err != nil {
 		return PKCS11Config{}, fmt.Errorf("softhsm: SetupSoftHSM2: set SOFTHSM2_CONF: %w", err)
